@@ -1,0 +1,61 @@
+"""Mesh geometry shared by the whole library: face/vertex normals and the mesh Laplacian.
+
+Meshes are ``B x N x 3`` vertex tensors with ``M x 3`` int64 faces, counter-clockwise when seen
+from outside, so face normals point outwards.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def face_normals(vertices: Tensor, faces: Tensor, normalize: bool = True) -> Tensor:
+    """``B x N x 3`` vertices, ``M x 3`` faces -> ``B x M x 3`` face normals.
+
+    Unnormalized normals have length twice the triangle area.
+    """
+    v0, v1, v2 = (vertices[:, faces[:, k]] for k in range(3))
+    n = torch.cross(v1 - v0, v2 - v0, dim=-1)
+    return torch.nn.functional.normalize(n, dim=-1, eps=1e-12) if normalize else n
+
+
+def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """Area-weighted unit vertex normals, ``B x N x 3``."""
+    fn = face_normals(vertices, faces, normalize=False)
+    vn = torch.zeros_like(vertices)
+    for k in range(3):
+        vn = vn.index_add(1, faces[:, k], fn)
+    return torch.nn.functional.normalize(vn, dim=-1, eps=1e-12)
+
+
+def edges(faces: Tensor) -> Tensor:
+    """Unique undirected edges ``E x 2`` (int64, ``i < j``) of a triangle mesh."""
+    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=0)
+    e = torch.sort(e, dim=1).values
+    return torch.unique(e, dim=0)
+
+
+def uniform_laplacian(faces: Tensor, num_vertices: int) -> Tensor:
+    """Sparse ``N x N`` uniform graph Laplacian ``L = I - D^-1 A`` (rows sum to zero).
+
+    ``L @ v`` is each vertex minus the mean of its neighbours; it vanishes on flat, evenly
+    sampled regions and penalises high-frequency bumps.
+    """
+    e = edges(faces)
+    rows = torch.cat([e[:, 0], e[:, 1]])
+    cols = torch.cat([e[:, 1], e[:, 0]])
+    deg = torch.zeros(num_vertices, dtype=torch.float32).index_add_(0, rows, torch.ones(rows.shape[0]))
+    vals = -1.0 / deg.clamp_min(1)[rows]
+    diag = torch.arange(num_vertices)
+    idx = torch.cat([torch.stack([rows, cols]), torch.stack([diag, diag])], dim=1)
+    val = torch.cat([vals, (deg > 0).float()])
+    return torch.sparse_coo_tensor(idx, val, (num_vertices, num_vertices)).coalesce()
+
+
+def apply_sparse(matrix: Tensor, values: Tensor) -> Tensor:
+    """Apply a sparse ``P x N`` matrix to a batch ``B x N x C`` -> ``B x P x C``."""
+    b, n, c = values.shape
+    flat = values.permute(1, 0, 2).reshape(n, b * c)
+    out = torch.sparse.mm(matrix.to(values.dtype), flat)
+    return out.reshape(-1, b, c).permute(1, 0, 2)

@@ -1,0 +1,195 @@
+"""The dense head model: SMPL-X base -> head-and-shoulders subset P -> up-sampling B -> detail
+fields -> LBS (paper Sec. 3.1.1, Eqs. 1-4).
+
+``HeadModel`` holds only fixed buffers (the body model restricted to P, B, dense faces, dense
+skinning weights, landmark embedding, face mask); every per-subject or per-frame quantity is an
+argument, gathered in :class:`HeadParams`, so one model serves any number of subjects and frames.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+from .body_model import load_body_model
+from .camera import Camera
+from .geometry import apply_sparse, vertex_normals
+from .lbs import joint_transforms, pose_feature, pose_to_rotations, skin
+from .regions import face_region, head_and_shoulders_subset
+from .subdivision import barycentric_upsampling
+
+NECK, HEAD, JAW, L_EYE, R_EYE = 12, 15, 22, 23, 24
+
+
+@dataclass
+class HeadParams:
+    """SMPL-X parameters of a batch of frames (all ``B x ...``, axis-angle poses).
+
+    ``betas`` (``B x num_betas``) and ``expression`` (``B x num_expression``, ψ) are blendshape
+    coefficients; ``jaw_pose`` is ω. ``global_orient`` rotates about the pelvis joint; ``neck_pose``
+    and ``head_pose`` are the local rotations of joints 12 and 15; ``transl`` is added last.
+    """
+
+    betas: Tensor
+    expression: Tensor
+    global_orient: Tensor
+    neck_pose: Tensor
+    head_pose: Tensor
+    jaw_pose: Tensor
+    leye_pose: Tensor
+    reye_pose: Tensor
+    transl: Tensor
+
+    @staticmethod
+    def zeros(batch_size: int, num_betas: int = 300, num_expression: int = 100,
+              dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> HeadParams:
+        z3 = lambda: torch.zeros(batch_size, 3, dtype=dtype, device=device)  # noqa: E731
+        return HeadParams(torch.zeros(batch_size, num_betas, dtype=dtype, device=device),
+                          torch.zeros(batch_size, num_expression, dtype=dtype, device=device),
+                          z3(), z3(), z3(), z3(), z3(), z3(), z3())
+
+    @property
+    def batch_size(self) -> int:
+        return self.expression.shape[0]
+
+    def to_dict(self) -> dict[str, Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def map(self, fn) -> HeadParams:
+        return HeadParams(**{k: fn(v) for k, v in self.to_dict().items()})
+
+
+@dataclass
+class HeadOutput:
+    """Result of :meth:`HeadModel.forward` (world frame, metres).
+
+    Attributes:
+        vertices: ``B x N_s x 3`` posed dense vertices Ṽ_p^s(i) (Eq. 4).
+        canonical: ``B x N_s x 3`` detailed canonical vertices Ṽ^s(i) (Eq. 3).
+        landmarks: ``B x 68 x 3`` posed iBUG-68 landmarks L_3D(i) on the dense mesh.
+        joints: ``B x 55 x 3`` posed joints.
+    """
+
+    vertices: Tensor
+    canonical: Tensor
+    landmarks: Tensor
+    joints: Tensor
+
+
+class HeadModel(nn.Module):
+    """Fixed dense head-and-shoulders model built from an SMPL-X file.
+
+    Args:
+        model_path: SMPL-X ``.npz`` (or folder); ``None`` uses ``$SMPLX_MODEL_PATH`` or the
+            embedded procedural model (see :mod:`exphead.body_model`).
+        level: subdivision level of B (each coarse triangle becomes ``4**level`` triangles).
+        num_betas, num_expression: blendshape counts (at most 300 and 100).
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None = None, level: int = 2, num_betas: int = 300,
+                 num_expression: int = 100) -> None:
+        super().__init__()
+        body = load_body_model(model_path, num_betas=num_betas, num_expression_coeffs=num_expression)
+        self.num_betas, self.num_expression, self.level = body.num_betas, body.num_expression_coeffs, level
+        dirs_full = torch.cat([body.shapedirs, body.expr_dirs], dim=-1)  # N_full x 3 x (B+E)
+        joints_rest = body.J_regressor @ body.v_template
+        index, faces = head_and_shoulders_subset(body.v_template, body.faces_tensor, body.lbs_weights, joints_rest)
+        n = index.shape[0]
+
+        # Coarse model restricted to P; the joints stay linear in (β, ψ) over the full body.
+        self.register_buffer("subset_index", index)
+        self.register_buffer("coarse_faces", faces)
+        self.register_buffer("v_template", body.v_template[index])
+        self.register_buffer("blend_dirs", dirs_full[index])
+        posedirs = body.posedirs.reshape(body.posedirs.shape[0], -1, 3)[:, index]  # P x N x 3
+        self.register_buffer("posedirs", posedirs.reshape(posedirs.shape[0], -1))
+        self.register_buffer("joint_template", joints_rest)
+        self.register_buffer("joint_dirs", torch.einsum("jv,vkd->jkd", body.J_regressor, dirs_full))
+        self.register_buffer("parents", body.parents)
+
+        # Dense topology (Eq. 2) and interpolated skinning weights.
+        up = barycentric_upsampling(faces, n, level)
+        self.register_buffer("upsample", up.matrix)
+        self.register_buffer("faces", up.faces)
+        self.register_buffer("lbs_weights", apply_sparse(up.matrix, body.lbs_weights[index][None])[0])
+
+        # Landmarks: 51 static + the frontal contour, reordered to iBUG-68, mapped onto the dense mesh.
+        full_faces = torch.cat([body.dynamic_lmk_faces_idx[0], body.lmk_faces_idx])
+        full_bary = torch.cat([body.dynamic_lmk_bary_coords[0], body.lmk_bary_coords])
+        face_map = torch.full((body.faces_tensor.shape[0],), -1, dtype=torch.long)
+        kept = torch.nonzero((torch.isin(body.faces_tensor, index)).all(1)).squeeze(1)
+        face_map[kept] = torch.arange(kept.shape[0])
+        coarse_lmk = face_map[full_faces]
+        if (coarse_lmk < 0).any():
+            raise ValueError("landmark embedding lies outside the head-and-shoulders subset")
+        lmk_face, lmk_bary = up.locate(coarse_lmk, full_bary)
+        self.register_buffer("landmark_faces", lmk_face)
+        self.register_buffer("landmark_bary", lmk_bary)
+
+        neutral = self.canonical(HeadParams.zeros(1, self.num_betas, self.num_expression))
+        normals = vertex_normals(neutral, self.faces)[0]
+        mask = face_region(neutral[0], normals, self.landmarks_of(neutral)[0], joints_rest[HEAD])
+        self.register_buffer("face_mask", mask)
+
+    @property
+    def num_vertices(self) -> int:
+        return self.faces.max().item() + 1 if self.faces.numel() else 0
+
+    @property
+    def num_coarse(self) -> int:
+        return self.v_template.shape[0]
+
+    def coarse_shaped(self, params: HeadParams) -> Tensor:
+        """``B x N x 3`` coarse rest-pose mesh with shape and expression blendshapes (Eq. 1 with ψ)."""
+        coeffs = torch.cat([params.betas, params.expression], dim=-1)
+        return self.v_template + torch.einsum("bl,nkl->bnk", coeffs, self.blend_dirs)
+
+    def canonical(self, params: HeadParams, delta_g: Tensor | None = None, delta_f: Tensor | None = None) -> Tensor:
+        """Detailed canonical dense vertices Ṽ^s = B(V) + Δg + Δf (Eq. 3), ``B x N_s x 3``."""
+        dense = apply_sparse(self.upsample, self.coarse_shaped(params))
+        if delta_g is not None:
+            dense = dense + delta_g
+        if delta_f is not None:
+            dense = dense + delta_f
+        return dense
+
+    def full_pose(self, params: HeadParams) -> Tensor:
+        """``B x 55 x 3`` SMPL-X pose with only the root, neck, head, jaw and eyes set."""
+        pose = params.expression.new_zeros(params.batch_size, 55, 3)
+        pose[:, 0], pose[:, NECK], pose[:, HEAD] = params.global_orient, params.neck_pose, params.head_pose
+        pose[:, JAW], pose[:, L_EYE], pose[:, R_EYE] = params.jaw_pose, params.leye_pose, params.reye_pose
+        return pose
+
+    def forward(self, params: HeadParams, delta_g: Tensor | None = None, delta_f: Tensor | None = None) -> HeadOutput:
+        """Pose the detailed dense mesh (Eq. 4).
+
+        Args:
+            params: SMPL-X parameters, batch ``B``.
+            delta_g: ``N_s x 3`` or ``B x N_s x 3`` static identity offsets Δg.
+            delta_f: ``B x N_s x 3`` per-frame expression offsets Δf(i).
+        """
+        b = params.batch_size
+        coeffs = torch.cat([params.betas, params.expression], dim=-1)
+        joints = self.joint_template + torch.einsum("bl,jkl->bjk", coeffs, self.joint_dirs)
+        rotations = pose_to_rotations(self.full_pose(params))
+        coarse_offsets = (pose_feature(rotations) @ self.posedirs).reshape(b, -1, 3)
+        canonical = self.canonical(params, delta_g, delta_f)
+        posed_rest = canonical + apply_sparse(self.upsample, coarse_offsets)
+        posed_joints, transforms = joint_transforms(rotations, joints, self.parents)
+        vertices = skin(posed_rest, self.lbs_weights, transforms) + params.transl[:, None]
+        return HeadOutput(vertices, canonical, self.landmarks_of(vertices), posed_joints + params.transl[:, None])
+
+    def landmarks_of(self, vertices: Tensor) -> Tensor:
+        """``B x N_s x 3`` dense vertices -> ``B x 68 x 3`` iBUG-68 landmarks."""
+        corners = vertices[:, self.faces[self.landmark_faces]]  # B x 68 x 3 x 3
+        return torch.einsum("blkd,lk->bld", corners, self.landmark_bary.to(vertices.dtype))
+
+
+def default_dense_mesh(height: int = 512, width: int = 512) -> tuple[Tensor, Tensor, Camera]:
+    """The default dense head in its neutral pose with the portrait camera: (``1 x N_s x 3``, faces, camera)."""
+    model = HeadModel()
+    out = model(HeadParams.zeros(1, model.num_betas, model.num_expression))
+    return out.vertices.detach(), model.faces, Camera.portrait(1, height, width)

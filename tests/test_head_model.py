@@ -1,0 +1,108 @@
+import torch
+
+from exphead.geometry import apply_sparse
+from exphead.head_model import HeadParams
+from exphead.mesh_io import export_mesh
+from exphead.subdivision import barycentric_upsampling
+
+
+def test_upsampling_reproduces_affine_functions(head_model):
+    B = head_model.upsample
+    coarse = head_model.v_template[None]
+    A = torch.tensor([[1.3, -0.2, 0.5], [0.1, 0.9, -0.4], [0.0, 0.7, 1.1]])
+    c = torch.tensor([0.3, -1.0, 2.0])
+    lhs = apply_sparse(B, coarse @ A.T + c)
+    rhs = apply_sparse(B, coarse) @ A.T + c
+    torch.testing.assert_close(lhs, rhs, atol=1e-5, rtol=0)
+    ones = apply_sparse(B, torch.ones(1, head_model.num_coarse, 1))
+    torch.testing.assert_close(ones, torch.ones_like(ones))
+
+
+def test_dense_mesh_sizes_and_watertight_edges(head_model):
+    n, ns = head_model.num_coarse, head_model.num_vertices
+    assert head_model.faces.shape[0] == 16 * head_model.coarse_faces.shape[0]
+    assert ns > 15.5 * n  # V + 3E + 3F: 16N - 30 on a closed genus-0 mesh
+    # every interior dense edge is shared by exactly two faces, like the coarse mesh
+    def boundary_edges(faces):
+        e = torch.sort(torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1).values
+        _, counts = torch.unique(e, dim=0, return_counts=True)
+        assert counts.max() == 2
+        return (counts == 1).sum().item()
+    assert boundary_edges(head_model.faces) == 4 * boundary_edges(head_model.coarse_faces)
+
+
+def test_upsampling_small_mesh_counts():
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    up = barycentric_upsampling(faces, 4, level=1)
+    assert up.matrix.shape == (4 + 5 + 0, 4)  # 5 edge midpoints, no interior points at level 1
+    assert up.faces.shape == (8, 3)
+
+
+def test_zero_pose_lbs_is_identity(head_model):
+    p = HeadParams.zeros(2)
+    p.betas[1, :5] = 1.0
+    p.expression[1, :3] = 1.0
+    delta = torch.randn(2, head_model.num_vertices, 3) * 1e-3
+    out = head_model(p, delta_f=delta)
+    torch.testing.assert_close(out.vertices, out.canonical, atol=1e-6, rtol=0)
+
+
+def test_jaw_opens_mouth_and_expressions_move_only_the_face(head_model):
+    p = HeadParams.zeros(3)
+    p.jaw_pose[1, 0] = 0.25
+    p.expression[2, 0] = 2.0  # smile
+    lm = head_model(p).landmarks
+    chin_drop = lm[0, 8, 1] - lm[1, 8, 1]
+    lip_gap = (lm[1, 62, 1] - lm[1, 66, 1]) - (lm[0, 62, 1] - lm[0, 66, 1])
+    assert chin_drop > 0.01 and lip_gap > 0.005
+    torch.testing.assert_close(lm[1, 36:48], lm[0, 36:48], atol=2e-4, rtol=0)  # eyes stay (< 0.2 mm)
+    corners_up = (lm[2, [48, 54], 1] - lm[0, [48, 54], 1])
+    assert (corners_up > 0.004).all()
+    neutral = head_model.canonical(p)[0]
+    motion = (head_model.canonical(p)[2] - neutral).norm(dim=-1)
+    assert motion.max() > 0.005
+    assert motion[(neutral[:, 2] < 0) | (neutral[:, 1] < 0.04)].max() < 1e-6  # back of head, neck, shoulders
+    assert motion[head_model.face_mask > 0].sum() > 0.9 * motion.sum()
+
+
+def test_face_region_covers_the_face_only(head_model):
+    neutral = head_model.canonical(HeadParams.zeros(1))[0]
+    lm = head_model.landmarks_of(neutral[None])[0]
+    nearest = torch.cdist(lm, neutral).argmin(1)
+    assert head_model.face_mask[nearest[17:68]].all()  # brows, nose, eyes, lips
+    back = neutral[:, 2] < 0
+    assert head_model.face_mask[back].sum() == 0
+    assert head_model.face_mask[neutral[:, 1] < 0.0].sum() == 0  # neck and shoulders
+    frac = head_model.face_mask.mean().item()
+    assert 0.1 < frac < 0.4
+
+
+def test_landmarks_lie_on_the_coarse_surface(head_model, coarse_head_model):
+    p = HeadParams.zeros(1)
+    p.expression[0, :10] = 0.5
+    torch.testing.assert_close(head_model.landmarks_of(head_model.canonical(p)),
+                               coarse_head_model.landmarks_of(coarse_head_model.canonical(p)), atol=1e-6, rtol=0)
+
+
+def test_landmark_gradients_match_finite_differences(coarse_head_model):
+    model = coarse_head_model.double()
+    p = HeadParams.zeros(1, dtype=torch.float64)
+    p.expression = torch.zeros(1, 100, dtype=torch.float64, requires_grad=True)
+    p.jaw_pose = torch.tensor([[0.1, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+
+    def f(expr, jaw):
+        q = HeadParams(**{**p.to_dict(), "expression": expr, "jaw_pose": jaw})
+        return model(q).landmarks[..., :2].sum() + model(q).landmarks[0, 57, 1]
+    assert torch.autograd.gradcheck(f, (p.expression, p.jaw_pose), eps=1e-6, atol=1e-6)
+    model.float()
+
+
+def test_export_roundtrip(tmp_path, head_model):
+    import trimesh
+
+    v = head_model.canonical(HeadParams.zeros(1))[0]
+    for name in ("head.ply", "head.obj"):
+        path = export_mesh(tmp_path / name, v, head_model.faces)
+        mesh = trimesh.load(path, process=False)
+        assert mesh.faces.shape == tuple(head_model.faces.shape)
+        assert abs(mesh.vertices - v.numpy()).max() < 1e-5
