@@ -106,3 +106,16 @@ def test_export_roundtrip(tmp_path, head_model):
         mesh = trimesh.load(path, process=False)
         assert mesh.faces.shape == tuple(head_model.faces.shape)
         assert abs(mesh.vertices - v.numpy()).max() < 1e-5
+
+
+def test_posed_landmarks_fast_path_matches_full_forward(head_model):
+    g = torch.Generator().manual_seed(3)
+    p = HeadParams.zeros(2)
+    p.expression = torch.randn(2, 100, generator=g)
+    p.jaw_pose[:, 0] = 0.2
+    p.head_pose = torch.randn(2, 3, generator=g) * 0.2
+    p.transl = torch.randn(2, 3, generator=g) * 0.1
+    dg = torch.randn(head_model.num_vertices, 3, generator=g) * 1e-3
+    df = torch.randn(2, head_model.num_vertices, 3, generator=g) * 1e-3
+    torch.testing.assert_close(head_model.posed_landmarks(p, dg, df), head_model(p, dg, df).landmarks,
+                               atol=1e-6, rtol=0)

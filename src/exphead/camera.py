@@ -75,7 +75,7 @@ class Camera:
 
     @staticmethod
     def portrait(batch_size: int = 1, height: int = 512, width: int = 512, fov_deg: float = 14.0,
-                 distance: float = 1.6, center: tuple[float, float, float] = (0.0, 0.05, 0.0),
+                 distance: float = 1.7, center: tuple[float, float, float] = (0.0, 0.09, 0.0),
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Camera:
         """A camera in front of the face looking along world -z at ``center``.
 

@@ -22,6 +22,12 @@ from .regions import face_region, head_and_shoulders_subset
 from .subdivision import barycentric_upsampling
 
 NECK, HEAD, JAW, L_EYE, R_EYE = 12, 15, 22, 23, 24
+NECK_SHARE = 0.4  # a head rotation r is split as neck_pose = 0.4 r, head_pose = 0.6 r
+
+
+def split_head_rotation(rotation: Tensor) -> tuple[Tensor, Tensor]:
+    """``B x 3`` axis-angle head rotation -> (neck_pose, head_pose), the convention of tracker and synthetic data."""
+    return NECK_SHARE * rotation, (1 - NECK_SHARE) * rotation
 
 
 @dataclass
@@ -128,6 +134,11 @@ class HeadModel(nn.Module):
         lmk_face, lmk_bary = up.locate(coarse_lmk, full_bary)
         self.register_buffer("landmark_faces", lmk_face)
         self.register_buffer("landmark_bary", lmk_bary)
+        # Rows of B for the landmark vertices, restricted to the coarse vertices they read (tracking fast path).
+        rows = up.matrix.index_select(0, up.faces[lmk_face].reshape(-1)).to_dense()
+        coarse_ids = torch.nonzero(rows.abs().sum(0)).squeeze(1)
+        self.register_buffer("landmark_coarse_ids", coarse_ids)
+        self.register_buffer("landmark_rows", rows[:, coarse_ids])
 
         neutral = self.canonical(HeadParams.zeros(1, self.num_betas, self.num_expression))
         normals = vertex_normals(neutral, self.faces)[0]
@@ -171,16 +182,48 @@ class HeadModel(nn.Module):
             delta_g: ``N_s x 3`` or ``B x N_s x 3`` static identity offsets Δg.
             delta_f: ``B x N_s x 3`` per-frame expression offsets Δf(i).
         """
+        canonical, vertices, joints = self._pose(params, self.upsample, self.lbs_weights, delta_g, delta_f)
+        return HeadOutput(vertices, canonical, self.landmarks_of(vertices), joints)
+
+    def posed_landmarks(self, params: HeadParams, delta_g: Tensor | None = None,
+                        delta_f: Tensor | None = None) -> Tensor:
+        """``B x 68 x 3`` posed landmarks, computing only the vertices they need (for tracking).
+
+        ``delta_g`` / ``delta_f`` are full ``(B x) N_s x 3`` fields; only their landmark rows are read.
+        """
+        ids = self.faces[self.landmark_faces].reshape(-1)  # 68*3 dense vertex ids
+        dg = None if delta_g is None else delta_g[..., ids, :]
+        df = None if delta_f is None else delta_f[..., ids, :]
+        _, verts, _ = self._pose(params, self.landmark_rows, self.lbs_weights[ids], dg, df, self.landmark_coarse_ids)
+        corners = verts.reshape(verts.shape[0], -1, 3, 3)
+        return torch.einsum("blkd,lk->bld", corners, self.landmark_bary.to(verts.dtype))
+
+    def _pose(self, params: HeadParams, upsample: Tensor, weights: Tensor, delta_g: Tensor | None,
+              delta_f: Tensor | None, coarse_ids: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Canonical and posed vertices for the rows of ``upsample`` (rows of B, sparse, or dense restricted to
+        the columns ``coarse_ids``), and the posed joints."""
         b = params.batch_size
         coeffs = torch.cat([params.betas, params.expression], dim=-1)
         joints = self.joint_template + torch.einsum("bl,jkl->bjk", coeffs, self.joint_dirs)
         rotations = pose_to_rotations(self.full_pose(params))
-        coarse_offsets = (pose_feature(rotations) @ self.posedirs).reshape(b, -1, 3)
-        canonical = self.canonical(params, delta_g, delta_f)
-        posed_rest = canonical + apply_sparse(self.upsample, coarse_offsets)
+        if coarse_ids is None:
+            shaped = self.coarse_shaped(params)
+            offsets = (pose_feature(rotations) @ self.posedirs).reshape(b, -1, 3)
+            up = lambda x: apply_sparse(upsample, x)  # noqa: E731
+        else:
+            shaped = self.v_template[coarse_ids] + torch.einsum("bl,nkl->bnk", coeffs, self.blend_dirs[coarse_ids])
+            cols = (coarse_ids[:, None] * 3 + torch.arange(3, device=coarse_ids.device)).reshape(-1)
+            offsets = (pose_feature(rotations) @ self.posedirs[:, cols]).reshape(b, -1, 3)
+            up = lambda x: upsample.to(x.dtype) @ x  # noqa: E731
+        canonical = up(shaped)
+        if delta_g is not None:
+            canonical = canonical + delta_g
+        if delta_f is not None:
+            canonical = canonical + delta_f
+        posed_rest = canonical + up(offsets)
         posed_joints, transforms = joint_transforms(rotations, joints, self.parents)
-        vertices = skin(posed_rest, self.lbs_weights, transforms) + params.transl[:, None]
-        return HeadOutput(vertices, canonical, self.landmarks_of(vertices), posed_joints + params.transl[:, None])
+        vertices = skin(posed_rest, weights, transforms) + params.transl[:, None]
+        return canonical, vertices, posed_joints + params.transl[:, None]
 
     def landmarks_of(self, vertices: Tensor) -> Tensor:
         """``B x N_s x 3`` dense vertices -> ``B x 68 x 3`` iBUG-68 landmarks."""

@@ -1,0 +1,120 @@
+"""``SubjectDataModule``: the frames of one subject with their fitting targets and tracking."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+
+from exphead.camera import Camera
+from exphead.head_model import HeadModel, HeadParams
+from exphead.io_utils import atomic_path
+from exphead.tracking.tracker import TrackerConfig, TrackingResult, track_landmarks
+
+from .targets import FitTargets
+
+logger = logging.getLogger(__name__)
+
+
+class FrameDataset(Dataset):
+    """One item per frame: its index and targets."""
+
+    def __init__(self, targets: FitTargets) -> None:
+        self.t = targets
+
+    def __len__(self) -> int:
+        return self.t.num_frames
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        t = self.t
+        item = {"index": torch.tensor(i), "landmarks": torch.nan_to_num(t.landmarks[i]), "valid": t.valid[i]}
+        for name in ("normal", "depth", "mask"):
+            value = getattr(t, name)
+            if value is not None and t.has_maps:
+                item[name] = value[i]
+        return item
+
+
+def save_tracking(path: str | os.PathLike, result: TrackingResult) -> None:
+    tensors = {f"params.{k}": v.contiguous() for k, v in result.params.to_dict().items()}
+    tensors.update({"camera.K": result.camera.K, "camera.R": result.camera.R, "camera.t": result.camera.t,
+                    "landmarks": result.landmarks, "valid": result.valid.to(torch.uint8), "error_px": result.error_px})
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"height": str(result.camera.height), "width": str(result.camera.width)})
+
+
+def load_tracking(path: str | os.PathLike) -> TrackingResult:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    t = load_file(str(path))
+    params = HeadParams(**{k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("params.")})
+    cam = Camera(t["camera.K"], t["camera.R"], t["camera.t"], int(meta["height"]), int(meta["width"]))
+    return TrackingResult(params, cam, t["landmarks"], t["valid"].bool(), t["error_px"])
+
+
+class SubjectDataModule(pl.LightningDataModule):
+    """Frames of one subject for :class:`~exphead.fitting.module.HeadFitModule`.
+
+    Give ``targets`` directly (Python), or a ``source`` (video, image folder or image; see
+    :func:`exphead.fitting.fit.load_targets`), or ``synthetic_seed`` for a generated subject with
+    exact normal and depth maps (how the configs in ``configs/exphead`` run on a fresh machine).
+    Tracking runs in :meth:`setup` and is cached in ``cache_dir`` (resumable).
+
+    Args:
+        frames_per_step: frames rendered per optimisation step (the batch size).
+    """
+
+    def __init__(self, source: str | None = None, synthetic_seed: int | None = None, num_frames: int = 16,
+                 image_size: int = 256, maps: str | None = None, frames_per_step: int = 4,
+                 cache_dir: str | None = None, tracker: TrackerConfig | None = None,
+                 targets: FitTargets | None = None, model: HeadModel | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["targets", "model", "tracker"])
+        self.targets, self.tracker = targets, tracker or TrackerConfig()
+        self.tracking: TrackingResult | None = None
+        self._model = model
+
+    @property
+    def model(self) -> HeadModel:
+        if self._model is None:
+            self._model = HeadModel()
+        return self._model
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.targets is None:
+            from .fit import load_targets, synthetic_targets
+
+            hp = self.hparams
+            if hp.source is not None:
+                self.targets = load_targets(hp.source, hp.image_size, maps=hp.maps, max_frames=hp.num_frames)
+            elif hp.synthetic_seed is not None:
+                self.targets = synthetic_targets(self.model, hp.synthetic_seed, hp.num_frames, hp.image_size)
+            else:
+                raise ValueError("SubjectDataModule needs targets, a source or a synthetic_seed")
+        if self.tracking is None:
+            cache = Path(self.hparams.cache_dir) / "tracking.safetensors" if self.hparams.cache_dir else None
+            if cache is not None and cache.is_file():
+                self.tracking = load_tracking(cache)
+            else:
+                t = self.targets
+                self.tracking = track_landmarks(self.model, t.landmarks, t.height, t.width, self.tracker, t.valid)
+                if cache is not None:
+                    save_tracking(cache, self.tracking)
+
+    def train_dataloader(self) -> DataLoader:
+        n = self.targets.num_frames
+        bs = min(self.hparams.frames_per_step, n)
+        sampler = torch.utils.data.RandomSampler(range(n), replacement=n < bs * 2, num_samples=max(n, bs))
+        return DataLoader(FrameDataset(self.targets), batch_size=bs, sampler=sampler, drop_last=True)
+
+    def frame_weights(self) -> np.ndarray:
+        return self.targets.valid.numpy().astype(np.float32)

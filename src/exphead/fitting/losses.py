@@ -1,0 +1,53 @@
+"""Loss terms of the detail fit (Sec. 3.1.2): Eqs. (5)-(7), L_dis and L_lap."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from exphead.geometry import apply_sparse
+
+
+def landmark_loss(pred: Tensor, target: Tensor, valid: Tensor, contour_weight: float = 0.3) -> Tensor:
+    """L_ldmk (Eq. 5): squared pixel error of ``B x 68 x 2`` projections, relative to the face size."""
+    scale = (target - target.mean(1, keepdim=True)).norm(dim=-1).mean(1).clamp_min(1.0)
+    err = ((pred - target).norm(dim=-1) / scale[:, None]) ** 2
+    w = torch.ones(68, dtype=err.dtype, device=err.device)
+    w[:17] = contour_weight
+    v = valid.to(err.dtype)
+    return (v[:, None] * w * err).sum() / (v.sum() * w.sum()).clamp_min(1e-8)
+
+
+def masked_l1(pred: Tensor, target: Tensor, mask: Tensor, clamp: float | None = None) -> Tensor:
+    """Mean over masked pixels of the channel-summed absolute error (optionally truncated at ``clamp``)."""
+    err = (pred - target).abs().sum(1, keepdim=True)
+    if clamp is not None:
+        err = err.clamp_max(clamp)
+    return (err * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def laplacian_loss(laplacian: Tensor, field: Tensor) -> Tensor:
+    """L_lap: mean squared uniform-Laplacian of a ``B x N x 3`` (or ``N x 3``) displacement field."""
+    f = field if field.dim() == 3 else field[None]
+    return apply_sparse(laplacian, f).pow(2).sum(-1).mean()
+
+
+def align_depth(pred: Tensor, target: Tensor, mask: Tensor, mode: str) -> Tensor:
+    """Align relative ``target`` depth to ``pred`` per frame: ``none``, ``shift`` or ``scale_shift``
+    (least squares over the mask; for estimators such as DAViD that predict depth up to scale/shift)."""
+    if mode == "none":
+        return target
+    m = mask.flatten(1)
+    p, t = pred.detach().flatten(1), target.flatten(1)
+    n = m.sum(1).clamp_min(1)
+    mp, mt = (p * m).sum(1) / n, (t * m).sum(1) / n
+    if mode == "shift":
+        out = t + (mp - mt)[:, None]
+    elif mode == "scale_shift":
+        cov = ((p - mp[:, None]) * (t - mt[:, None]) * m).sum(1)
+        var = ((t - mt[:, None]) ** 2 * m).sum(1).clamp_min(1e-12)
+        s = cov / var
+        out = s[:, None] * (t - mt[:, None]) + mp[:, None]
+    else:
+        raise ValueError(f"depth alignment must be none, shift or scale_shift, got {mode!r}")
+    return out.view_as(target) * mask

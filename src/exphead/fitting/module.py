@@ -1,0 +1,203 @@
+"""The detail fit (Sec. 3.1.2-3.1.3) as a LightningModule over the frames of one subject.
+
+Variables: β, per-frame ψ_i, ω_i, head rotation and translation (initialised by the tracker),
+the static field Δg on every dense vertex and the per-frame fields Δf(i) on the facial vertices
+only (the region constraint of Sec. 3.1.3 holds by construction). Offsets are parametrised in
+millimetres. Δf(i) lives in a sparse ``nn.Embedding`` updated with ``SparseAdam``, so a step
+costs only the frames it renders and memory grows linearly in frames.
+
+Loss: L_ldmk + L_normal + L_depth (Eqs. 5-6) + L_exp (Eq. 7) + L_dis + L_lap, plus the
+disentanglement terms: a penalty on Δg inside the face ("mainly non-facial") and the
+minimal-magnitude penalty on each Δf(i) that makes Δg carry the shared geometry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+
+from exphead.camera import Camera
+from exphead.geometry import uniform_laplacian, vertex_normals
+from exphead.head_model import HeadModel, HeadParams, split_head_rotation
+from exphead.render import render_normal_depth
+
+from .losses import align_depth, landmark_loss, laplacian_loss, masked_l1
+
+MM = 1e-3
+
+
+@dataclass
+class DetailLossWeights:
+    """Weights of the detail-stage loss terms (Sec. 3.1.2; units: mm for offsets and depth)."""
+
+    landmark: float = 1.0
+    normal: float = 1.0
+    depth: float = 0.05  # per mm of absolute depth error
+    depth_clamp_mm: float = 30.0  # truncation of the depth L1 (silhouette misalignment)
+    expression: float = 5e-4  # L_exp
+    static_magnitude: float = 1e-4  # L_dis on Δg
+    static_in_face: float = 2e-2  # Δg mainly non-facial
+    dynamic_magnitude: float = 2e-3  # L_dis on Δf(i): minimal, zero-mean deviations
+    laplacian_static: float = 30.0  # L_lap on Δg
+    laplacian_dynamic: float = 3.0  # L_lap on Δf(i) (wrinkles are sharp)
+    smooth: float = 0.1  # temporal smoothness of per-frame parameters
+
+
+class HeadFitModule(pl.LightningModule):
+    """Joint optimisation of one subject's personalized head.
+
+    Args:
+        num_frames: frames ``F`` of the subject.
+        init: tracker parameters (``F`` frames) to start from; zeros when None.
+        camera: the tracking camera (batch 1) at the targets' resolution.
+        model_path, level: the :class:`HeadModel` (built here, kept out of checkpoints).
+        weights: loss weights; lr_detail (mm per step scale) and lr_params: Adam learning rates.
+        static_init_mm: Δg starts at this many mm along the normal outside the face (Sec. 3.1.3 prior).
+        depth_alignment: ``none`` for metric depth, ``shift`` / ``scale_shift`` for relative estimates.
+    """
+
+    def __init__(self, num_frames: int, init: HeadParams | None = None, camera: Camera | None = None,
+                 model_path: str | None = None, level: int = 2, weights: DetailLossWeights | None = None,
+                 lr_detail: float = 0.1, lr_params: float = 3e-3, static_init_mm: float = 2.0,
+                 depth_alignment: str = "none", image_size: tuple[int, int] = (256, 256),
+                 model: HeadModel | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["init", "camera", "model", "weights"])
+        self.hparams["weights"] = asdict(weights or DetailLossWeights())
+        self.automatic_optimization = False
+        self.w = weights or DetailLossWeights()
+        model = model or HeadModel(model_path, level)
+        object.__setattr__(self, "_model", model)  # fixed buffers: not a child, not checkpointed
+        h, w = image_size
+        camera = camera or Camera.portrait(1, h, w)
+        init = init or HeadParams.zeros(num_frames, model.num_betas, model.num_expression)
+        self.register_buffer("cam_K", camera.K.clone())
+        self.register_buffer("cam_R", camera.R.clone())
+        self.register_buffer("cam_t", camera.t.clone())
+        self.betas = nn.Parameter(init.betas[:1].clone())
+        self.expression = nn.Parameter(init.expression.clone())
+        self.jaw = nn.Parameter(init.jaw_pose.clone())
+        self.rotation = nn.Parameter((init.neck_pose + init.head_pose).clone())
+        self.transl = nn.Parameter(init.transl.clone())
+        self.register_buffer("global_orient", init.global_orient[:1].clone())
+        face = torch.nonzero(model.face_mask > 0).squeeze(1)
+        self.register_buffer("face_index", face)
+        neutral = model.canonical(HeadParams.zeros(1, model.num_betas, model.num_expression))
+        normals = vertex_normals(neutral, model.faces)[0]
+        self.delta_g_mm = nn.Parameter(static_init_mm * normals * (1 - model.face_mask)[:, None])
+        self.delta_f_mm = nn.Embedding(num_frames, face.shape[0] * 3, sparse=True)
+        nn.init.zeros_(self.delta_f_mm.weight)
+        self.register_buffer("laplacian", uniform_laplacian(model.faces, model.num_vertices), persistent=False)
+
+    @property
+    def model(self) -> HeadModel:
+        return self._model
+
+    @property
+    def camera(self) -> Camera:
+        h, w = self.hparams.image_size
+        return Camera(self.cam_K, self.cam_R, self.cam_t, h, w)
+
+    def on_fit_start(self) -> None:
+        self._model.to(self.device)
+
+    def setup(self, stage: str) -> None:
+        """Start from the datamodule's tracking when it has one (checkpoint restore happens after this)."""
+        tracking = getattr(getattr(self.trainer, "datamodule", None), "tracking", None)
+        if tracking is not None and not self.hparams.get("initialized", False):
+            self.initialize_from(tracking.params, tracking.camera)
+
+    @torch.no_grad()
+    def initialize_from(self, params: HeadParams, camera: Camera) -> None:
+        """Copy tracker parameters (``F`` frames) and camera into the variables."""
+        if params.batch_size != self.expression.shape[0]:
+            raise ValueError(f"tracking has {params.batch_size} frames, the module {self.expression.shape[0]}")
+        self.betas.copy_(params.betas[:1])
+        self.expression.copy_(params.expression)
+        self.jaw.copy_(params.jaw_pose)
+        self.rotation.copy_(params.neck_pose + params.head_pose)
+        self.transl.copy_(params.transl)
+        self.global_orient.copy_(params.global_orient[:1])
+        self.cam_K.copy_(camera.K)
+        self.cam_R.copy_(camera.R)
+        self.cam_t.copy_(camera.t)
+        self.hparams["image_size"] = (camera.height, camera.width)
+        self.hparams["initialized"] = True
+
+    # -- assembling the head ------------------------------------------------------------------
+    def params(self, frames: Tensor) -> HeadParams:
+        n = frames.shape[0]
+        m = self.model
+        p = HeadParams.zeros(n, m.num_betas, m.num_expression, device=self.device)
+        p.betas = self.betas.expand(n, -1)
+        p.expression, p.jaw_pose, p.transl = self.expression[frames], self.jaw[frames], self.transl[frames]
+        p.neck_pose, p.head_pose = split_head_rotation(self.rotation[frames])
+        p.global_orient = self.global_orient.expand(n, -1)
+        return p
+
+    def delta_g(self) -> Tensor:
+        return self.delta_g_mm * MM
+
+    def delta_f(self, frames: Tensor) -> Tensor:
+        """``B x N_s x 3`` Δf(i) in metres (zero off the face)."""
+        rows = self.delta_f_mm(frames).view(frames.shape[0], -1, 3) * MM
+        out = rows.new_zeros(frames.shape[0], self.model.num_vertices, 3)
+        return out.index_copy(1, self.face_index, rows)
+
+    # -- loss ----------------------------------------------------------------------------------
+    def compute_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        frames = batch["index"]
+        p = self.params(frames)
+        head = self.model(p, self.delta_g(), self.delta_f(frames))
+        cam = self.camera.expand(frames.shape[0])
+        w = self.w
+        terms = {"landmark": landmark_loss(cam.project(head.landmarks), batch["landmarks"], batch["valid"])}
+        if "normal" in batch or "depth" in batch:
+            r = render_normal_depth(head.vertices, self.model.faces, cam)
+            mask = r.mask * batch["mask"]
+            if "normal" in batch:
+                terms["normal"] = masked_l1(r.normal, batch["normal"], mask)
+            if "depth" in batch:
+                target = align_depth(r.depth, batch["depth"], mask, self.hparams.depth_alignment)
+                terms["depth"] = masked_l1(r.depth / MM, target / MM, mask, w.depth_clamp_mm)
+        dg, df = self.delta_g_mm, self.delta_f_mm(frames).view(frames.shape[0], -1, 3)
+        face = self.model.face_mask[:, None]
+        terms["expression"] = self.expression[frames].pow(2).sum(-1).mean()
+        terms["static_magnitude"] = dg.pow(2).sum(-1).mean()
+        terms["static_in_face"] = (dg * face).pow(2).sum(-1).sum() / face.sum()
+        terms["dynamic_magnitude"] = df.pow(2).sum(-1).mean()
+        full_df = torch.zeros(frames.shape[0], self.model.num_vertices, 3, device=df.device, dtype=df.dtype)
+        full_df = full_df.index_copy(1, self.face_index, df)
+        terms["laplacian_static"] = laplacian_loss(self.laplacian, dg)
+        terms["laplacian_dynamic"] = laplacian_loss(self.laplacian, full_df)
+        if self.expression.shape[0] > 1:
+            terms["smooth"] = sum((x[1:] - x[:-1]).pow(2).sum(-1).mean()
+                                  for x in (self.rotation, self.transl * 10, self.jaw))
+        total = sum(getattr(w, k) * v for k, v in terms.items())
+        return total, terms
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        sparse_opt, dense_opt = self.optimizers()
+        sparse_opt.zero_grad()
+        dense_opt.zero_grad()
+        loss, terms = self.compute_loss(batch)
+        self.manual_backward(loss)
+        sparse_opt.step()
+        dense_opt.step()
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch["index"].shape[0])
+        for k, v in terms.items():
+            self.log(f"train_{k}", v, batch_size=batch["index"].shape[0])
+        return loss
+
+    def configure_optimizers(self):
+        lr = self.hparams.lr_detail
+        sparse = torch.optim.SparseAdam(self.delta_f_mm.parameters(), lr=lr)
+        dense = torch.optim.Adam([
+            {"params": [self.delta_g_mm], "lr": lr},
+            {"params": [self.betas, self.expression, self.jaw, self.rotation, self.transl],
+             "lr": self.hparams.lr_params},
+        ])
+        return [sparse, dense]

@@ -1,0 +1,156 @@
+"""The SMPL-X stage of the fit (Sec. 3.1.2, first step): β, ψ_i, ω_i, head rotation and
+translation per frame, fitted to 2D landmarks over a whole video (or one image) with temporal
+smoothness.
+
+The camera is a fixed pinhole (focal length from ``fov_deg``, principal point at the image
+centre) looking along world -z; the head's placement is carried by the per-frame translation, so
+the camera's extrinsics stay the identity rotation of :meth:`exphead.camera.Camera.portrait`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from exphead.camera import Camera
+from exphead.head_model import HeadModel, HeadParams, split_head_rotation
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackerConfig:
+    """Settings of :func:`track_landmarks` (loss weights are relative to the landmark term)."""
+
+    num_betas: int = 50  # shape coefficients fitted (landmarks constrain no more)
+    num_expression: int = 50  # expression coefficients fitted
+    fov_deg: float = 14.0
+    rigid_steps: int = 100
+    steps: int = 300
+    lr: float = 0.03
+    contour_weight: float = 0.3  # iBUG 0-16 follow the silhouette, the model's contour is static
+    shape_prior: float = 2e-3
+    expression_prior: float = 5e-4  # L_exp, Eq. 7
+    jaw_prior: float = 1e-2
+    smoothness: float = 0.5  # first differences of per-frame parameters
+    show_progress: bool = False
+
+
+@dataclass
+class TrackingResult:
+    """Per-frame SMPL-X parameters, the camera and the fit quality.
+
+    Attributes:
+        params: ``F`` frames of :class:`HeadParams` (β shared by all frames).
+        camera: one camera (batch 1) for every frame.
+        landmarks: ``F x 68 x 2`` target landmarks (NaN where missing); ``valid``: ``F`` bool.
+        error_px: ``F`` mean landmark error in pixels (NaN for frames without landmarks).
+    """
+
+    params: HeadParams
+    camera: Camera
+    landmarks: Tensor
+    valid: Tensor
+    error_px: Tensor
+
+    @property
+    def head_rotation(self) -> Tensor:
+        """``F x 3`` axis-angle head rotation r (neck + head, see :func:`split_head_rotation`)."""
+        return self.params.neck_pose + self.params.head_pose
+
+
+def _initial_translation(model: HeadModel, camera: Camera, lm2d: Tensor, valid: Tensor) -> Tensor:
+    """Place the neutral head so its landmarks' centroid and spread match the detections (``F x 3``)."""
+    neutral = model.posed_landmarks(HeadParams.zeros(1, model.num_betas, model.num_expression))[0]
+    cam = neutral @ camera.R[0].T
+    f = camera.K[0, 0, 0]
+    c = camera.K[0, :2, 2]
+    spread3 = (cam[:, :2] - cam[:, :2].mean(0)).norm(dim=-1).mean()
+    centre2 = torch.nan_to_num(lm2d).mean(1)
+    spread2 = (torch.nan_to_num(lm2d) - centre2[:, None]).norm(dim=-1).mean(1)
+    fill = valid.nonzero()[0, 0]
+    centre2 = torch.where(valid[:, None], centre2, centre2[fill])
+    spread2 = torch.where(valid, spread2, spread2[fill])
+    depth = f * spread3 / spread2
+    target = torch.cat([(centre2 - c) * depth[:, None] / f, depth[:, None]], 1)  # camera space
+    shift_cam = target - cam.mean(0) - camera.t[0]
+    return shift_cam @ camera.R[0]  # back to world (R orthonormal)
+
+
+def track_landmarks(model: HeadModel, landmarks: Tensor | np.ndarray, height: int, width: int,
+                    config: TrackerConfig | None = None, valid: Tensor | np.ndarray | None = None) -> TrackingResult:
+    """Fit SMPL-X parameters to ``F x 68 x 2`` pixel landmarks (iBUG-68 order) of ``H x W`` frames.
+
+    Frames marked invalid (or with NaN landmarks) carry no landmark loss; the temporal smoothness
+    term fills in their parameters.
+    """
+    cfg = config or TrackerConfig()
+    lm2d = torch.as_tensor(np.asarray(landmarks), dtype=torch.float32)
+    if lm2d.dim() != 3 or lm2d.shape[1:] != (68, 2):
+        raise ValueError(f"landmarks must be F x 68 x 2, got {tuple(lm2d.shape)}")
+    valid = torch.isfinite(lm2d).all(-1).all(-1) if valid is None else torch.as_tensor(np.asarray(valid))
+    valid = valid.bool() & torch.isfinite(lm2d).all(-1).all(-1)
+    if not valid.any():
+        raise ValueError("no frame has landmarks to track")
+    n_frames = lm2d.shape[0]
+    camera = Camera.portrait(1, height, width, fov_deg=cfg.fov_deg, distance=0.0, center=(0.0, 0.0, 0.0))
+    kb, ke = min(cfg.num_betas, model.num_betas), min(cfg.num_expression, model.num_expression)
+
+    transl = _initial_translation(model, camera, lm2d, valid).clone().requires_grad_(True)
+    rotation = torch.zeros(n_frames, 3, requires_grad=True)
+    betas = torch.zeros(1, kb, requires_grad=True)
+    expression = torch.zeros(n_frames, ke, requires_grad=True)
+    jaw = torch.zeros(n_frames, 3, requires_grad=True)
+    target = torch.nan_to_num(lm2d)
+    scale = (target - target.mean(1, keepdim=True)).norm(dim=-1).mean(1).clamp_min(1.0)  # face size, px
+    weight = torch.ones(68)
+    weight[:17] = cfg.contour_weight
+    frame_w = valid.float()
+
+    def params() -> HeadParams:
+        p = HeadParams.zeros(n_frames, model.num_betas, model.num_expression)
+        p.betas = torch.cat([betas, betas.new_zeros(1, model.num_betas - kb)], 1).expand(n_frames, -1)
+        p.expression = torch.cat([expression, expression.new_zeros(n_frames, model.num_expression - ke)], 1)
+        p.neck_pose, p.head_pose = split_head_rotation(rotation)
+        p.jaw_pose, p.transl = jaw, transl
+        return p
+
+    def loss_fn(full: bool) -> tuple[Tensor, Tensor]:
+        p = params()
+        uv = camera.expand(n_frames).project(model.posed_landmarks(p))
+        err = ((uv - target).norm(dim=-1) / scale[:, None])  # F x 68, relative to face size
+        data = (frame_w[:, None] * weight * err**2).sum() / (frame_w.sum() * weight.sum())
+        smooth = sum(((x[1:] - x[:-1]) ** 2).sum(-1).mean() for x in (rotation, transl * 10)) if n_frames > 1 else 0
+        loss = data + cfg.smoothness * smooth
+        if full:
+            loss = loss + cfg.shape_prior * (betas**2).mean() + cfg.expression_prior * (expression**2).sum(-1).mean()
+            loss = loss + cfg.jaw_prior * (jaw[:, 1:] ** 2).sum(-1).mean() + 10 * torch.relu(-jaw[:, 0]).pow(2).mean()
+            if n_frames > 1:
+                loss = loss + cfg.smoothness * 0.01 * sum(((x[1:] - x[:-1]) ** 2).sum(-1).mean()
+                                                          for x in (expression, jaw))
+        return loss, (uv - target).norm(dim=-1).mean(-1)
+
+    stages = [(False, cfg.rigid_steps, [rotation, transl]),
+              (True, cfg.steps, [rotation, transl, betas, expression, jaw])]
+    for full, steps, variables in stages:
+        opt = torch.optim.Adam(variables, lr=cfg.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=cfg.lr * 0.05)
+        bar = tqdm(range(steps), desc="track: " + ("full" if full else "rigid"), disable=not cfg.show_progress)
+        for _ in bar:
+            opt.zero_grad(set_to_none=True)
+            loss, _ = loss_fn(full)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.set_postfix(loss=f"{loss.item():.2e}")
+    with torch.no_grad():
+        _, err_px = loss_fn(True)
+        err_px = torch.where(valid, err_px, torch.full_like(err_px, float("nan")))
+        final = params().map(lambda v: v.detach().clone())
+    logger.info("tracked %d frames: mean landmark error %.2f px", n_frames, float(err_px.nanmean()))
+    return TrackingResult(final, camera, lm2d, valid, err_px)

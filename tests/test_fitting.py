@@ -1,0 +1,94 @@
+"""Fitting on small synthetic subjects (level-1 head model, 96 px, a few frames) so the suite stays fast."""
+
+import pytest
+import torch
+
+from exphead.fitting import DetailLossWeights, FitConfig, fit_subject, synthetic_targets
+from exphead.head_model import HeadModel
+from exphead.personalized import PersonalizedHead
+from exphead.render import render_normal_depth
+from exphead.synthetic.subject import make_subject
+from exphead.tracking.tracker import TrackerConfig, track_landmarks
+
+SIZE, FRAMES = 96, 4
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return HeadModel(level=1)
+
+
+@pytest.fixture(scope="module")
+def subject(small_model):
+    targets = synthetic_targets(small_model, seed=11, num_frames=FRAMES, image_size=SIZE)
+    truth = make_subject(small_model, 11, FRAMES, height=SIZE, width=SIZE)
+    return targets, truth
+
+
+def _camera_vertices(model, params, dg, df, camera):
+    return camera.expand(params.batch_size).world_to_camera(model(params, dg, df).vertices)
+
+
+def _normal_error_deg(model, verts_cam_fit, truth_targets, camera):
+    cam0 = camera.expand(verts_cam_fit.shape[0])
+    cam0 = type(cam0)(cam0.K, torch.eye(3).expand_as(cam0.R), torch.zeros_like(cam0.t), cam0.height, cam0.width)
+    r = render_normal_depth(verts_cam_fit, model.faces, cam0)
+    m = (r.mask * truth_targets.mask)[:, 0] > 0
+    cos = (r.normal * truth_targets.normal).sum(1).clamp(-1, 1)
+    return torch.rad2deg(torch.acos(cos))[m].mean().item()
+
+
+def test_tracker_recovers_pose_and_jaw(small_model, subject):
+    targets, truth = subject
+    res = track_landmarks(small_model, targets.landmarks, SIZE, SIZE, TrackerConfig(rigid_steps=60, steps=150))
+    assert res.error_px.mean() < 1.0  # pixels at 96 px
+    rot_err = torch.rad2deg((res.head_rotation - (truth.params.neck_pose + truth.params.head_pose)).norm(dim=-1))
+    assert rot_err.mean() < 6.0
+    assert (res.params.jaw_pose[:, 0] - truth.params.jaw_pose[:, 0]).abs().mean() < 0.04
+
+
+def test_fit_beats_tracking_and_roundtrips(tmp_path, small_model, subject):
+    targets, truth = subject
+    cfg = FitConfig(steps=80, frames_per_step=2, tracker=TrackerConfig(rigid_steps=60, steps=150),
+                    show_progress=False, checkpoint_every=40)
+    head = fit_subject(targets, tmp_path / "fit", cfg, model=small_model)
+    gt = _camera_vertices(small_model, truth.params, truth.delta_g, truth.delta_f, truth.camera.scaled(SIZE, SIZE))
+    fit = _camera_vertices(small_model, head.params, head.delta_g, head.delta_f(), head.camera)
+    from exphead.fitting.data import load_tracking
+
+    tr = load_tracking(tmp_path / "fit" / "tracking.safetensors")
+    trk = _camera_vertices(small_model, tr.params, None, None, tr.camera)
+    fit_err = (fit - gt).norm(dim=-1).mean().item() * 1000
+    trk_err = (trk - gt).norm(dim=-1).mean().item() * 1000
+    assert fit_err < 12.0 and fit_err < 0.5 * trk_err, (fit_err, trk_err)
+    n_fit = _normal_error_deg(small_model, fit, targets, head.camera)
+    n_trk = _normal_error_deg(small_model, trk, targets, head.camera)
+    assert n_fit < n_trk - 1.0, (n_fit, n_trk)
+    # Δf lives on the face only; Δg is mostly outside it
+    assert head.delta_f().reshape(FRAMES, -1, 3)[:, small_model.face_mask == 0].abs().max() == 0
+    # save / load bit-exact
+    loaded = PersonalizedHead.load(tmp_path / "fit", model=small_model)
+    assert torch.equal(loaded.delta_g, head.delta_g) and torch.equal(loaded.delta_f_face, head.delta_f_face)
+    assert torch.equal(loaded.params.expression, head.params.expression)
+    # resume: a longer fit on the same folder continues from the last checkpoint
+    cfg.steps = 100
+    resumed = fit_subject(targets, tmp_path / "fit", cfg, model=small_model)
+    assert resumed.meta["resumed_from_step"] == 80
+
+
+def test_single_image_fit_and_exports(tmp_path, small_model, subject):
+    targets, _ = subject
+    from exphead.fitting.targets import FitTargets
+
+    one = FitTargets(targets.landmarks[:1], targets.valid[:1], SIZE, SIZE, targets.normal[:1], targets.depth[:1],
+                     targets.mask[:1])
+    cfg = FitConfig(steps=30, frames_per_step=1, tracker=TrackerConfig(rigid_steps=40, steps=80),
+                    show_progress=False, weights=DetailLossWeights())
+    head = fit_subject(one, None, cfg, model=small_model)
+    assert head.num_frames == 1
+    import trimesh
+
+    mesh = trimesh.load(head.export_neutral(tmp_path / "neutral.ply"), process=False)
+    assert mesh.vertices.shape[0] == small_model.num_vertices
+    r = head.render_normals(0)
+    assert r.normal.shape == (1, 3, SIZE, SIZE) and r.mask.sum() > 0.1 * SIZE * SIZE
