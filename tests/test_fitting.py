@@ -8,7 +8,7 @@ from exphead.head_model import HeadModel
 from exphead.personalized import PersonalizedHead
 from exphead.render import render_normal_depth
 from exphead.synthetic.subject import make_subject
-from exphead.tracking.tracker import TrackerConfig, track_landmarks
+from exphead.tracking.tracker import TrackerConfig
 
 SIZE, FRAMES = 96, 4
 
@@ -38,25 +38,34 @@ def _normal_error_deg(model, verts_cam_fit, truth_targets, camera):
     return torch.rad2deg(torch.acos(cos))[m].mean().item()
 
 
-def test_tracker_recovers_pose_and_jaw(small_model, subject):
-    targets, truth = subject
-    res = track_landmarks(small_model, targets.landmarks, SIZE, SIZE, TrackerConfig(rigid_steps=60, steps=150))
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, small_model, subject):
+    targets, _ = subject
+    out = tmp_path_factory.mktemp("fit")
+    cfg = FitConfig(steps=60, frames_per_step=2, tracker=TrackerConfig(rigid_steps=40, steps=120),
+                    show_progress=False, checkpoint_every=30)
+    return out, cfg, fit_subject(targets, out, cfg, model=small_model)
+
+
+def test_tracker_recovers_pose_and_jaw(fitted, subject):
+    from exphead.fitting.data import load_tracking
+
+    _, truth = subject
+    res = load_tracking(fitted[0] / "tracking.safetensors")
     assert res.error_px.mean() < 1.0  # pixels at 96 px
     rot_err = torch.rad2deg((res.head_rotation - (truth.params.neck_pose + truth.params.head_pose)).norm(dim=-1))
     assert rot_err.mean() < 6.0
     assert (res.params.jaw_pose[:, 0] - truth.params.jaw_pose[:, 0]).abs().mean() < 0.04
 
 
-def test_fit_beats_tracking_and_roundtrips(tmp_path, small_model, subject):
+def test_fit_beats_tracking_and_roundtrips(fitted, small_model, subject):
     targets, truth = subject
-    cfg = FitConfig(steps=80, frames_per_step=2, tracker=TrackerConfig(rigid_steps=60, steps=150),
-                    show_progress=False, checkpoint_every=40)
-    head = fit_subject(targets, tmp_path / "fit", cfg, model=small_model)
+    out, cfg, head = fitted
     gt = _camera_vertices(small_model, truth.params, truth.delta_g, truth.delta_f, truth.camera.scaled(SIZE, SIZE))
     fit = _camera_vertices(small_model, head.params, head.delta_g, head.delta_f(), head.camera)
     from exphead.fitting.data import load_tracking
 
-    tr = load_tracking(tmp_path / "fit" / "tracking.safetensors")
+    tr = load_tracking(out / "tracking.safetensors")
     trk = _camera_vertices(small_model, tr.params, None, None, tr.camera)
     fit_err = (fit - gt).norm(dim=-1).mean().item() * 1000
     trk_err = (trk - gt).norm(dim=-1).mean().item() * 1000
@@ -67,13 +76,13 @@ def test_fit_beats_tracking_and_roundtrips(tmp_path, small_model, subject):
     # Δf lives on the face only; Δg is mostly outside it
     assert head.delta_f().reshape(FRAMES, -1, 3)[:, small_model.face_mask == 0].abs().max() == 0
     # save / load bit-exact
-    loaded = PersonalizedHead.load(tmp_path / "fit", model=small_model)
+    loaded = PersonalizedHead.load(out, model=small_model)
     assert torch.equal(loaded.delta_g, head.delta_g) and torch.equal(loaded.delta_f_face, head.delta_f_face)
     assert torch.equal(loaded.params.expression, head.params.expression)
     # resume: a longer fit on the same folder continues from the last checkpoint
-    cfg.steps = 100
-    resumed = fit_subject(targets, tmp_path / "fit", cfg, model=small_model)
-    assert resumed.meta["resumed_from_step"] == 80
+    cfg.steps = 70
+    resumed = fit_subject(targets, out, cfg, model=small_model)
+    assert resumed.meta["resumed_from_step"] == 60
 
 
 def test_single_image_fit_and_exports(tmp_path, small_model, subject):
@@ -82,7 +91,7 @@ def test_single_image_fit_and_exports(tmp_path, small_model, subject):
 
     one = FitTargets(targets.landmarks[:1], targets.valid[:1], SIZE, SIZE, targets.normal[:1], targets.depth[:1],
                      targets.mask[:1])
-    cfg = FitConfig(steps=30, frames_per_step=1, tracker=TrackerConfig(rigid_steps=40, steps=80),
+    cfg = FitConfig(steps=20, frames_per_step=1, tracker=TrackerConfig(rigid_steps=30, steps=60),
                     show_progress=False, weights=DetailLossWeights())
     head = fit_subject(one, None, cfg, model=small_model)
     assert head.num_frames == 1

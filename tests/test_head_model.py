@@ -119,3 +119,15 @@ def test_posed_landmarks_fast_path_matches_full_forward(head_model):
     df = torch.randn(2, head_model.num_vertices, 3, generator=g) * 1e-3
     torch.testing.assert_close(head_model.posed_landmarks(p, dg, df), head_model(p, dg, df).landmarks,
                                atol=1e-6, rtol=0)
+
+
+def test_axis_angle_roundtrip_and_relative_composition():
+    from exphead.rotations import axis_angle_to_matrix, compose_relative, matrix_to_axis_angle
+
+    g = torch.Generator().manual_seed(0)
+    aa = torch.randn(200, 3, generator=g)
+    aa = aa / aa.norm(dim=-1, keepdim=True) * torch.rand(200, 1, generator=g) * 3.1
+    torch.testing.assert_close(matrix_to_axis_angle(axis_angle_to_matrix(aa)), aa, atol=1e-4, rtol=0)
+    base = torch.tensor([[0.1, 0.2, 0.0]])
+    ref = torch.tensor([[0.0, 0.3, 0.0]])
+    torch.testing.assert_close(compose_relative(base, ref, ref), base, atol=1e-6, rtol=0)

@@ -139,6 +139,7 @@ def fit_subject(source: str | os.PathLike | FitTargets, out_dir: str | os.PathLi
                                                       every_n_train_steps=cfg.checkpoint_every))
         ckpt = str(ckpt_dir / "last.ckpt") if (ckpt_dir / "last.ckpt").is_file() else None
     resumed_from = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] if ckpt else 0
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU/tip banners per fit
     trainer = pl.Trainer(max_steps=cfg.steps, accelerator=cfg.accelerator, devices=1, logger=False,
                          callbacks=callbacks, enable_checkpointing=out is not None,
                          enable_progress_bar=cfg.show_progress, enable_model_summary=False)

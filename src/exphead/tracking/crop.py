@@ -13,8 +13,8 @@ from .landmarks import LandmarkDetector, NoFaceError
 
 @dataclass
 class CropBox:
-    """A square ``size``-pixel crop ``(left, top, side)`` of frames of ``height x width`` (may exceed the frame,
-    padding with the border colour)."""
+    """A square crop ``(left, top, side)`` of frames of ``height x width``; parts outside the frame are
+    filled with the frame's mean border colour."""
 
     left: int
     top: int
@@ -24,10 +24,14 @@ class CropBox:
 
     def apply(self, frames: np.ndarray, size: int) -> np.ndarray:
         """``F x H x W x 3`` uint8 -> ``F x size x size x 3`` uint8."""
-        pad = self.side
-        padded = np.pad(frames, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-        y, x = self.top + pad, self.left + pad
-        crop = padded[:, y:y + self.side, x:x + self.side]
+        f, h, w, _ = frames.shape
+        border = np.concatenate([frames[:, 0], frames[:, -1], frames[:, :, 0], frames[:, :, -1]], axis=1)
+        crop = np.empty((f, self.side, self.side, 3), np.uint8)
+        crop[:] = border.mean(1).round().astype(np.uint8)[:, None, None, :]
+        y0, x0 = max(self.top, 0), max(self.left, 0)
+        y1, x1 = min(self.top + self.side, h), min(self.left + self.side, w)
+        if y1 > y0 and x1 > x0:
+            crop[:, y0 - self.top:y1 - self.top, x0 - self.left:x1 - self.left] = frames[:, y0:y1, x0:x1]
         if self.side == size:
             return crop
         out = [resize(f, (size, size), anti_aliasing=self.side > size, preserve_range=True) for f in crop]

@@ -1,0 +1,118 @@
+"""The ``geometric`` generator: weights-free reenactment by re-rendering the reference texture.
+
+The reference image is projected onto the fitted personalized mesh (each dense vertex remembers
+where it appears in the reference image), the mesh is re-posed with each driving frame's
+expression and pose, and the reference image is warped backward along that correspondence:
+
+* pixels the driving mesh covers take the reference colour of the same surface point;
+* the rest of the image follows a smooth flow extended from the head by normalised Gaussian
+  convolution, fading to zero far away, so hair, neck and background move with the head while
+  the far background stays put;
+* inside the driving frame's inner-lip contour (iBUG 60-67), faces stretched by an opening mouth
+  (area ratio above ``gap_stretch``) are shaded as the mouth cavity instead of stretching the lips.
+
+It needs no trained weights: it is the embedded default of ``exp-animate`` and a baseline row of
+``exp-bench``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from exphead.camera import Camera
+from exphead.geometry import face_normals
+from exphead.render import interpolate, render_normal_depth
+
+MOUTH_COLOR = (0.16, 0.05, 0.05)
+
+
+def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of ``B x C x H x W`` (reflect padding), radius 3 sigma."""
+    radius = max(1, int(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    pad_h = min(radius, x.shape[-2] - 1)
+    pad_w = min(radius, x.shape[-1] - 1)
+    x = F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1)[..., radius - pad_w:radius + pad_w + 1], groups=c)
+    x = F.pad(x, (0, 0, pad_h, pad_h), mode="reflect")
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1)[:, :, radius - pad_h:radius + pad_h + 1], groups=c)
+
+
+class GeometricGenerator:
+    """Reenact a reference image with a posed personalized mesh.
+
+    Args:
+        flow_sigma: width (fraction of the image size) of the flow extension around the head.
+        background_weight: how strongly the far background is pinned to zero flow.
+        gap_stretch: face-area ratio (driving / reference) above which a face is mouth cavity.
+    """
+
+    def __init__(self, flow_sigma: float = 0.08, background_weight: float = 0.02, gap_stretch: float = 1.5) -> None:
+        self.flow_sigma, self.background_weight, self.gap_stretch = flow_sigma, background_weight, gap_stretch
+
+    @torch.no_grad()
+    def __call__(self, reference: Tensor, reference_vertices: Tensor, driving_vertices: Tensor, faces: Tensor,
+                 camera: Camera, driving_landmarks: Tensor | None = None, chunk: int = 4,
+                 show_progress: bool = False) -> Tensor:
+        """Generate ``F x 3 x H x W`` frames in [0, 1].
+
+        Args:
+            reference: ``3 x H x W`` reference image in [0, 1].
+            reference_vertices: ``N x 3`` posed mesh fitted to the reference (world frame).
+            driving_vertices: ``F x N x 3`` meshes posed for each output frame (world frame).
+            faces: ``M x 3`` dense faces; camera: the reference camera (batch 1, image ``H x W``).
+            driving_landmarks: ``F x 68 x 3`` posed landmarks (world frame); without them no mouth cavity is drawn.
+        """
+        h, w = reference.shape[-2:]
+        if (camera.height, camera.width) != (h, w):
+            raise ValueError(f"camera is {camera.height}x{camera.width}, reference image {h}x{w}")
+        ref_uv = camera.project(reference_vertices[None])[0]  # N x 2 pixels in the reference
+        ref_area = face_normals(reference_vertices[None], faces, normalize=False).norm(dim=-1)[0]
+        pix = torch.stack(torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")[::-1], -1)
+        frames = []
+        for s in tqdm(range(0, driving_vertices.shape[0], chunk), desc="generate: geometric", disable=not show_progress):
+            verts = driving_vertices[s:s + chunk]
+            b = verts.shape[0]
+            r = render_normal_depth(verts, faces, camera.expand(b))
+            mask = r.mask  # B x 1 x H x W
+            uv = interpolate(ref_uv[None], r.fragments, faces)  # B x H x W x 2
+            flow = (uv - pix) * mask.permute(0, 2, 3, 1)
+            sigma = self.flow_sigma * max(h, w)
+            num = _gaussian_blur(flow.permute(0, 3, 1, 2), sigma)
+            den = _gaussian_blur(mask, sigma) + self.background_weight
+            extended = (num / den).permute(0, 2, 3, 1)
+            flow = torch.where(mask.permute(0, 2, 3, 1) > 0, flow, extended)
+            src = pix + flow  # where each output pixel reads the reference
+            grid = torch.stack([src[..., 0] / w * 2 - 1, src[..., 1] / h * 2 - 1], -1)
+            out = F.grid_sample(reference[None].expand(b, -1, -1, -1), grid, mode="bilinear",
+                                padding_mode="border", align_corners=False)
+            area = face_normals(verts, faces, normalize=False).norm(dim=-1)
+            stretch = area / ref_area.clamp_min(1e-12)  # B x M
+            fid = r.fragments.face_id
+            gap = torch.zeros_like(fid, dtype=out.dtype)
+            covered = fid >= 0
+            gap[covered] = (stretch.gather(1, fid.clamp_min(0).flatten(1)).view_as(fid)[covered] > self.gap_stretch).to(
+                out.dtype)
+            gap = gap * self._inner_mouth(driving_landmarks, s, b, camera) if driving_landmarks is not None else 0 * gap
+            gap = _gaussian_blur(gap[:, None], 1.0)
+            shade = (-r.normal[:, 2:3]).clamp(0.3, 1.0)
+            cavity = torch.tensor(MOUTH_COLOR, dtype=out.dtype)[None, :, None, None] * shade
+            frames.append(out * (1 - gap) + cavity * gap)
+        return torch.cat(frames).clamp(0, 1)
+
+    @staticmethod
+    def _inner_mouth(landmarks: Tensor, start: int, count: int, camera: Camera) -> Tensor:
+        """``count x H x W`` masks of the inner-lip polygon (iBUG 60-67), dilated by two pixels."""
+        from skimage.draw import polygon
+
+        uv = camera.expand(count).project(landmarks[start:start + count, 60:68])
+        masks = torch.zeros(count, camera.height, camera.width)
+        for i, pts in enumerate(uv):
+            rr, cc = polygon(pts[:, 1].numpy() - 0.5, pts[:, 0].numpy() - 0.5, (camera.height, camera.width))
+            masks[i, rr, cc] = 1.0
+        return (F.max_pool2d(masks[:, None], 5, 1, 2)[:, 0] > 0).float()
