@@ -18,6 +18,7 @@ import time
 from exphead.head_model import HeadModel
 from exphead.media import MediaError
 from exphead.tracking.landmarks import NoFaceError
+from exphead.tracking.tracker import TrackerConfig
 
 from ..defaults import default_driving_video, default_reference
 from ..pipeline import AnimateConfig, animate, write_outputs
@@ -33,12 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="self-reenactment: the reference is a frame of the driving video (--reference-frame)")
     p.add_argument("--reference-frame", type=int, default=0)
     p.add_argument("--size", type=int, default=512, help="output size in pixels (square crop around the face)")
+    p.add_argument("--fit-size", type=int, default=256, help="size the reference fit and the tracking run at")
     p.add_argument("--stride", type=int, default=1, help="use every n-th driving frame")
     p.add_argument("--max-frames", type=int, help="use at most this many driving frames")
     p.add_argument("--generator", choices=["auto", "geometric", "diffusion"], default="auto",
                    help="auto: diffusion when --generator-weights is given, else geometric")
     p.add_argument("--generator-weights", help="diffusion weights folder (DiffusionModule.save_pretrained)")
     p.add_argument("--transfer-weights", help="expression transfer module folder (exptransfer)")
+    p.add_argument("--fit-steps", type=int, default=120, help="detail steps of the reference fit (default 120)")
+    p.add_argument("--track-steps", type=int, default=200, help="tracker steps after the rigid stage (default 200)")
     p.add_argument("--smplx", help="SMPLX_NEUTRAL.npz (default: $SMPLX_MODEL_PATH or the procedural model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -52,10 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out.lower().endswith(".mp4"):
         print(f"exp-animate: error: --out must end in .mp4, got {args.out}", file=sys.stderr)
         return 2
-    cfg = AnimateConfig(size=args.size, stride=args.stride, max_frames=args.max_frames,
+    cfg = AnimateConfig(size=args.size, fit_size=args.fit_size, stride=args.stride, max_frames=args.max_frames,
                         mode="self" if args.self_reenact else "cross", reference_frame=args.reference_frame,
                         generator=args.generator, generator_weights=args.generator_weights,
-                        transfer_weights=args.transfer_weights, device=args.device, seed=args.seed)
+                        transfer_weights=args.transfer_weights, device=args.device, seed=args.seed,
+                        fit_steps=args.fit_steps,
+                        tracker=TrackerConfig(rigid_steps=max(args.track_steps // 3, 1), steps=args.track_steps))
     try:
         model = HeadModel(args.smplx)
         reference = None if args.self_reenact else (args.reference or default_reference())

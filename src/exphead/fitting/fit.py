@@ -128,8 +128,9 @@ def fit_subject(source: str | os.PathLike | FitTargets, out_dir: str | os.PathLi
     data = SubjectDataModule(frames_per_step=cfg.frames_per_step, cache_dir=str(out) if out else None,
                              tracker=cfg.tracker, targets=targets, model=model)
     data.setup("fit")
+    static_init = cfg.static_init_mm if targets.has_maps else 0.0  # no dense evidence: no static prior offset
     module = HeadFitModule(targets.num_frames, model=model, weights=cfg.weights, lr_detail=cfg.lr_detail,
-                           lr_params=cfg.lr_params, static_init_mm=cfg.static_init_mm,
+                           lr_params=cfg.lr_params, static_init_mm=static_init,
                            depth_alignment=cfg.depth_alignment, image_size=(targets.height, targets.width))
     module.initialize_from(data.tracking.params, data.tracking.camera)
     callbacks, ckpt = [], None

