@@ -1,0 +1,270 @@
+"""Evaluation protocols of the paper (Sec. 4.1) and the manifest that pins a split down.
+
+* **self-reenactment**: the reference is frame ``reference_frame`` of a clip; the driving frames are
+  the frames after it at a temporal stride (``reference_frame + k * stride``, ``k = 1..num_frames``);
+  the ground truth is the driving frames themselves.
+* **cross-reenactment**: the reference is frame ``reference_frame`` of a clip of one identity, the
+  driving frames (``k * stride``, ``k = 0..num_frames-1``) come from a clip of another identity; there
+  is no ground truth.
+
+Every frame is cropped with one square box per clip and item (exphead's face crop, found by the
+68-point detector on the frames the item uses, or the centre square with ``crop="full"``) and resized
+to ``size x size`` (512 in the paper). The selection is drawn with ``seed``; the manifest (JSON) records
+each item's clips, frame indices and crop boxes, so a run on a manifest needs neither the seed nor a
+face detector to reproduce its inputs: a manifest that exists is reused as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from exphead.io_utils import atomic_path
+from exphead.media import MediaError, to_tensor
+from exphead.tracking.crop import CropBox, detect_and_crop
+from exphead.tracking.landmarks import LandmarkDetector, NoFaceError
+
+from .datasets import VideoRecord, count_clip_frames, read_clip_frames
+
+logger = logging.getLogger(__name__)
+
+Protocol = Literal["self", "cross"]
+CropMode = Literal["face", "full"]
+MANIFEST_FORMAT = "exp-bench-manifest/1"
+
+
+@dataclass
+class ClipFrames:
+    """Frames of one clip used by an item: ``frames`` indices and the crop ``box`` (left, top, side) in pixels."""
+
+    video: str
+    identity: str
+    frames: list[int]
+    box: list[int]
+
+
+@dataclass
+class BenchItem:
+    """One test case: ``reference`` (one frame) animated by ``driving`` (F frames)."""
+
+    id: str
+    reference: ClipFrames
+    driving: ClipFrames
+
+
+@dataclass
+class Manifest:
+    """A reproducible split: settings and items. Clip paths are relative to ``root``."""
+
+    dataset: str
+    root: str
+    protocol: Protocol
+    size: int = 512
+    stride: int = 4
+    num_frames: int = 16
+    reference_frame: int = 0
+    seed: int = 0
+    crop: CropMode = "face"
+    items: list[BenchItem] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The manifest as a JSON-ready dict (with its format tag)."""
+        return {"format": MANIFEST_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Manifest:
+        """Inverse of :meth:`to_json`."""
+        if data.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"not an exp-bench manifest (format {data.get('format')!r}, expected {MANIFEST_FORMAT})")
+        fields = {k: v for k, v in data.items() if k not in ("format", "items")}
+        items = [BenchItem(i["id"], ClipFrames(**i["reference"]), ClipFrames(**i["driving"])) for i in data["items"]]
+        return cls(**fields, items=items)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the manifest as JSON (atomically)."""
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(self.to_json(), indent=1))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, root: str | os.PathLike | None = None) -> Manifest:
+        """Read a manifest; ``root`` overrides the dataset root it was made on (the data moved)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"manifest not found: {path}")
+        manifest = cls.from_json(json.loads(path.read_text()))
+        if root is not None:
+            manifest.root = str(root)
+        return manifest
+
+    def fingerprint(self) -> str:
+        """Short hash of the settings and items (not the root): cached results are valid for it only."""
+        data = self.to_json()
+        data.pop("root")
+        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class PreparedItem:
+    """Cropped inputs of an item: ``reference`` ``3 x S x S``, ``driving`` ``F x 3 x S x S`` in [0, 1],
+    ``ground_truth`` (self-reenactment: the driving frames; cross: None), and the driving clip's fps."""
+
+    item: BenchItem
+    protocol: Protocol
+    reference: Tensor
+    driving: Tensor
+    ground_truth: Tensor | None
+    fps: float
+
+
+def _crop_box(frames: np.ndarray, crop: CropMode, detector: LandmarkDetector | None, size: int) -> list[int]:
+    if crop == "full":
+        h, w = frames.shape[1:3]
+        side = min(h, w)
+        return [(w - side) // 2, (h - side) // 2, side]
+    if crop != "face":
+        raise ValueError(f"crop must be 'face' or 'full', got {crop!r}")
+    if detector is None:
+        from exphead.tracking.landmarks import DlibLandmarkDetector
+
+        detector = DlibLandmarkDetector()
+    box = detect_and_crop(frames, detector, size)
+    return [box.left, box.top, box.side]
+
+
+def _usable(count: int, start: int, stride: int, num_frames: int) -> list[int]:
+    return [i for i in range(start, count, stride)][:num_frames]
+
+
+def make_manifest(records: list[VideoRecord], dataset: str, root: str | os.PathLike, protocol: Protocol,
+                  *, size: int = 512, stride: int = 4, num_frames: int = 16, num_items: int | None = None,
+                  reference_frame: int = 0, seed: int = 0, crop: CropMode = "face",
+                  detector: LandmarkDetector | None = None) -> Manifest:
+    """Draw a split with ``seed`` and find each item's crop boxes.
+
+    Self: ``num_items`` clips (all when None) in a seeded order, skipping clips with fewer than two
+    driving frames. Cross: ``num_items`` pairs (default: one per clip) of a driving clip and a reference
+    clip of another identity, both drawn with the seed.
+
+    Raises:
+        ValueError: bad settings, or cross-reenactment with a single identity.
+    """
+    if protocol not in ("self", "cross"):
+        raise ValueError(f"protocol must be 'self' or 'cross', got {protocol!r}")
+    if stride < 1 or num_frames < 1 or size < 16:
+        raise ValueError(f"need stride >= 1, num_frames >= 1 and size >= 16, got {stride}, {num_frames}, {size}")
+    rng = random.Random(seed)
+    order = sorted(records, key=lambda r: r.id)
+    rng.shuffle(order)
+    wanted = num_items if num_items is not None else len(order)
+    manifest = Manifest(dataset, str(Path(root).resolve()), protocol, size, stride, num_frames, reference_frame, seed,
+                        crop)
+    if protocol == "cross" and len({r.identity for r in records}) < 2:
+        raise ValueError("cross-reenactment needs clips of at least two identities")
+    counts: dict[str, int] = {}
+
+    def count(record: VideoRecord) -> int:
+        if record.id not in counts:
+            counts[record.id] = count_clip_frames(root, record.source)
+        return counts[record.id]
+
+    for driver in order * (1 if protocol == "self" else max(1, -(-wanted // len(order)))):
+        if len(manifest.items) >= wanted:
+            break
+        try:
+            if protocol == "self":
+                frames = _usable(count(driver), reference_frame + stride, stride, num_frames)
+                if len(frames) < 2:
+                    logger.warning("%s: %d frames, too short for stride %d; skipped", driver.id, count(driver),
+                                   stride)
+                    continue
+                used, _ = read_clip_frames(root, driver.source, [reference_frame, *frames])
+                box = _crop_box(used, crop, detector, size)
+                manifest.items.append(BenchItem(driver.id, ClipFrames(driver.source, driver.identity,
+                                                                      [reference_frame], box),
+                                                ClipFrames(driver.source, driver.identity, frames, box)))
+                continue
+            ref = rng.choice(sorted((r for r in records if r.identity != driver.identity), key=lambda r: r.id))
+            frames = _usable(count(driver), 0, stride, num_frames)
+            if len(frames) < 2 or count(ref) <= reference_frame:
+                logger.warning("%s / %s: too short; pair skipped", driver.id, ref.id)
+                continue
+            drv_box = _crop_box(read_clip_frames(root, driver.source, frames)[0], crop, detector, size)
+            ref_box = _crop_box(read_clip_frames(root, ref.source, [reference_frame])[0], crop, detector, size)
+            item_id = f"{driver.id}__{ref.id}"
+            if any(i.id == item_id for i in manifest.items):
+                continue
+            manifest.items.append(BenchItem(item_id, ClipFrames(ref.source, ref.identity, [reference_frame], ref_box),
+                                            ClipFrames(driver.source, driver.identity, frames, drv_box)))
+        except (NoFaceError, MediaError) as err:
+            logger.warning("%s: %s; skipped", driver.id, err)
+    if not manifest.items:
+        raise ValueError(f"no usable {protocol}-reenactment item among {len(records)} clips (see the warnings)")
+    if len(manifest.items) < wanted:
+        logger.warning("%d of the %d items asked could be made", len(manifest.items), wanted)
+    return manifest
+
+
+def _cropped(frames: np.ndarray, box: list[int], size: int) -> Tensor:
+    left, top, side = box
+    return to_tensor(CropBox(left, top, side, frames.shape[1], frames.shape[2]).apply(frames, size))
+
+
+def prepare_item(manifest: Manifest, item: BenchItem) -> PreparedItem:
+    """Read and crop an item's frames (``size x size``, float in [0, 1]) as the manifest says."""
+    ref, drv = item.reference, item.driving
+    if ref.video == drv.video:  # self-reenactment: one read of the clip
+        frames, fps = read_clip_frames(manifest.root, drv.video, ref.frames + drv.frames)
+        ref_frames, drv_frames = frames[: len(ref.frames)], frames[len(ref.frames):]
+    else:
+        ref_frames, _ = read_clip_frames(manifest.root, ref.video, ref.frames)
+        drv_frames, fps = read_clip_frames(manifest.root, drv.video, drv.frames)
+    reference = _cropped(ref_frames, ref.box, manifest.size)[0]
+    driving = _cropped(drv_frames, drv.box, manifest.size)
+    truth = driving if manifest.protocol == "self" else None
+    return PreparedItem(item, manifest.protocol, reference, driving, truth, fps)
+
+
+def load_or_make_manifest(path: str | os.PathLike, records_fn: Callable[[], list[VideoRecord]],
+                          **settings: object) -> Manifest:
+    """The manifest at ``path`` as it is when it exists; else :func:`make_manifest` on ``records_fn()``, saved.
+
+    ``settings`` are :func:`make_manifest`'s arguments (``dataset``, ``root``, ``protocol``, ...). A reused
+    manifest whose protocol differs from the one asked is an error.
+    """
+    path = Path(path)
+    if path.is_file():
+        manifest = Manifest.load(path)
+        asked = settings.get("protocol")
+        if asked is not None and asked != manifest.protocol:
+            raise ValueError(f"{path} is a {manifest.protocol}-reenactment manifest, {asked} was asked: "
+                             "use another output folder or --protocol " + manifest.protocol)
+        logger.info("reusing manifest %s (%d items)", path, len(manifest.items))
+        return manifest
+    manifest = make_manifest(records_fn(), **settings)
+    manifest.save(path)
+    logger.info("wrote manifest %s (%d items)", path, len(manifest.items))
+    return manifest
+
+
+def frames_to_size(frames: Tensor, size: int) -> Tensor:
+    """Resize ``F x 3 x H x W`` frames to ``F x 3 x size x size`` (area/bilinear, antialiased)."""
+    if frames.shape[-2:] == (size, size):
+        return frames
+    return torch.nn.functional.interpolate(frames, (size, size), mode="bilinear", antialias=True,
+                                           align_corners=False).clamp(0, 1)
+
+
+__all__ = ["BenchItem", "ClipFrames", "Manifest", "PreparedItem", "load_or_make_manifest", "make_manifest",
+           "prepare_item", "frames_to_size"]
