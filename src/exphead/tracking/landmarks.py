@@ -24,7 +24,7 @@ class NoFaceError(ValueError):
 
 
 class DlibLandmarkDetector:
-    """dlib frontal face detector + 68-point shape predictor; keeps the largest face.
+    """dlib frontal face detector + 68-point shape predictor; keeps the most confident face.
 
     The HOG detector runs first; when it finds nothing, dlib's CNN (MMOD) detector, whose weights
     ship in the same package, tries again (slower, but robust to blur and rendering artefacts).
@@ -50,18 +50,20 @@ class DlibLandmarkDetector:
         self._dlib = dlib
 
     def boxes(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
-        """Face boxes ``(left, top, right, bottom)`` in full-resolution pixels, largest first."""
+        """Face boxes ``(left, top, right, bottom)`` in full-resolution pixels, most confident first."""
         scale = min(1.0, self.max_side / max(image.shape[:2]))
         small = image if scale == 1.0 else _resize(image, scale)
-        rects = self.detector(small, self.upsample)
+        rects, scores, _ = self.detector.run(small, self.upsample, 0.0)
         if not rects and max(small.shape[:2]) < self.max_side:  # small frames: one more pyramid level
-            rects = self.detector(small, self.upsample + 1)
+            rects, scores, _ = self.detector.run(small, self.upsample + 1, 0.0)
         if not rects:
             if self._cnn is None:
                 self._cnn = self._dlib.cnn_face_detection_model_v1(self._cnn_path)
-            rects = [d.rect for d in self._cnn(small, self.upsample)]
-        boxes = [tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.right(), r.bottom())) for r in rects]
-        return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+            found = self._cnn(small, self.upsample)
+            rects, scores = [d.rect for d in found], [d.confidence for d in found]
+        order = np.argsort(-np.asarray(scores, dtype=np.float64)) if len(rects) else []
+        return [tuple(int(round(v / scale)) for v in (rects[i].left(), rects[i].top(), rects[i].right(),
+                                                      rects[i].bottom())) for i in order]
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         boxes = self.boxes(image)
