@@ -50,10 +50,13 @@ class GeometricGenerator:
         flow_sigma: width (fraction of the image size) of the flow extension around the head.
         background_weight: how strongly the far background is pinned to zero flow.
         gap_stretch: face-area ratio (driving / reference) above which a face is mouth cavity.
+        feather: width (fraction of the image size) of the blend from surface flow to extended flow.
     """
 
-    def __init__(self, flow_sigma: float = 0.08, background_weight: float = 0.02, gap_stretch: float = 1.5) -> None:
+    def __init__(self, flow_sigma: float = 0.08, background_weight: float = 0.02, gap_stretch: float = 1.5,
+                 feather: float = 0.02) -> None:
         self.flow_sigma, self.background_weight, self.gap_stretch = flow_sigma, background_weight, gap_stretch
+        self.feather = feather
 
     @torch.no_grad()
     def __call__(self, reference: Tensor, reference_vertices: Tensor, driving_vertices: Tensor, faces: Tensor,
@@ -86,7 +89,12 @@ class GeometricGenerator:
             num = _gaussian_blur(flow.permute(0, 3, 1, 2), sigma)
             den = _gaussian_blur(mask, sigma) + self.background_weight
             extended = (num / den).permute(0, 2, 3, 1)
-            flow = torch.where(mask.permute(0, 2, 3, 1) > 0, flow, extended)
+            # Inside the silhouette the exact surface flow; across its border a smooth blend into the
+            # extended flow, so hair and shoulders outside the mesh do not tear away from the face.
+            feather = max(1.0, self.feather * max(h, w))
+            inner = -F.max_pool2d(-mask, 2 * int(feather) + 1, 1, int(feather))  # erode
+            soft = _gaussian_blur(inner, feather / 2).clamp(0, 1).permute(0, 2, 3, 1) * mask.permute(0, 2, 3, 1)
+            flow = soft * flow + (1 - soft) * extended
             src = pix + flow  # where each output pixel reads the reference
             grid = torch.stack([src[..., 0] / w * 2 - 1, src[..., 1] / h * 2 - 1], -1)
             out = F.grid_sample(reference[None].expand(b, -1, -1, -1), grid, mode="bilinear",
