@@ -117,6 +117,21 @@ def _pose_reference(reference: PersonalizedHead, params: HeadParams,
     return result.vertices, result.landmarks
 
 
+def check_generator(cfg: AnimateConfig) -> None:
+    """Raise now if the requested generator or transfer module cannot run (missing weights)."""
+    if cfg.transfer_weights and not Path(cfg.transfer_weights).exists():
+        raise FileNotFoundError(f"transfer weights not found: {cfg.transfer_weights} (--transfer-weights)")
+    wants_diffusion = cfg.generator == "diffusion" or (cfg.generator == "auto" and cfg.generator_weights)
+    if not wants_diffusion:
+        return
+    if not cfg.generator_weights:
+        raise FileNotFoundError("the diffusion generator needs weights: pass --generator-weights DIR (a folder "
+                                "written by DiffusionModule.save_pretrained)")
+    if not Path(cfg.generator_weights).is_dir():
+        raise FileNotFoundError(f"generator weights folder not found: {cfg.generator_weights} "
+                                "(--generator-weights / AnimateConfig.generator_weights)")
+
+
 def _generate(cfg: AnimateConfig, reference: Tensor, ref_normal_img: Tensor, drv_normal_img: Tensor,
               ref_vertices: Tensor, drv_vertices: Tensor, drv_landmarks: Tensor, faces: Tensor,
               camera: Camera) -> tuple[Tensor, str, str]:
@@ -154,6 +169,7 @@ def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, confi
     """Animate ``reference`` (image path or ``H x W x 3`` uint8) with ``driving`` (video/folder path or
     ``F x H x W x 3`` uint8 frames). In ``self`` mode ``reference`` may be None (a driving frame is used)."""
     cfg = config or AnimateConfig()
+    check_generator(cfg)  # fail before minutes of fitting, not after
     torch.manual_seed(cfg.seed)
     model = model or HeadModel()
     detector = detector or DlibLandmarkDetector()

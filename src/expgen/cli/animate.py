@@ -24,6 +24,20 @@ from ..defaults import default_driving_video, default_reference
 from ..pipeline import AnimateConfig, animate, write_outputs
 
 
+def check_output_path(out: str) -> None:
+    """Fail before any work if ``out`` cannot be written (its folder is created if needed)."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(out).expanduser().resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise OSError(f"cannot write the output {out}: {err}") from err
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="exp-animate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                         fit_steps=args.fit_steps,
                         tracker=TrackerConfig(rigid_steps=max(args.track_steps // 3, 1), steps=args.track_steps))
     try:
+        check_output_path(args.out)
         model = HeadModel(args.smplx)
         reference = None if args.self_reenact else (args.reference or default_reference())
         if args.reference is None and not args.self_reenact:
@@ -75,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         clock = time.perf_counter()
         paths = write_outputs(result, args.out)
         result.timings["write"] = time.perf_counter() - clock
-    except (MediaError, NoFaceError, FileNotFoundError, ValueError, PermissionError, IsADirectoryError) as err:
+    except (MediaError, NoFaceError, ValueError, OSError) as err:
         print(f"exp-animate: error: {err}", file=sys.stderr)
         return 2
     n = result.frames.shape[0]
