@@ -117,11 +117,11 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
 
     def forward() -> None:
         with torch.no_grad():
-            render_normal_depth(verts, faces, cam, backend=case["backend"])
+            render_normal_depth(verts, faces, cam, backend=case["backend"], cull_backfaces=case["cull_backfaces"])
 
     def forward_backward() -> None:
         x = verts.detach().requires_grad_(True)
-        out = render_normal_depth(x, faces, cam, backend=case["backend"])
+        out = render_normal_depth(x, faces, cam, backend=case["backend"], cull_backfaces=case["cull_backfaces"])
         ((out.normal * weight).sum() + out.depth.sum()).backward()
 
     def timed(fn) -> tuple[float, float]:
@@ -148,6 +148,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     fwd = [timed(forward) for _ in range(case["repeats"])]
     fwd_bwd = [timed(forward_backward) for _ in range(case["repeats"])]
     return {"backend": case["backend"], "device": case["device"], "threads": case["threads"],
+            "cull_backfaces": case["cull_backfaces"],
             "resolution": case["resolution"], "batch": case["batch"], "faces": int(faces.shape[0]),
             "forward_ms": round(statistics.median(t for t, _ in fwd), 1),
             "forward_backward_ms": round(statistics.median(t for t, _ in fwd_bwd), 1),
@@ -194,25 +195,27 @@ def main() -> None:
             small = cam.scaled(res, res)
             meshes[res] = str(Path(tmp) / f"mesh{res}.pt")
             torch.save({"verts": verts, "faces": faces, "K": small.K, "R": small.R, "t": small.t}, meshes[res])
-        for backend in backends:
-            for res in (256, 512):
-                for batch in (1, 8):
-                    for n in threads if backend == "builtin" else threads[:1]:
-                        if backend == "nvdiffrast" and args.device != "cuda":
-                            continue
-                        if backend == "pytorch3d" and args.device == "cpu" and (batch > 1 or args.quick):
-                            continue  # its CPU path tests every face at every pixel: minutes per case
-                        slow = backend == "pytorch3d" and args.device == "cpu"
-                        case = {"backend": backend, "device": args.device, "threads": n, "resolution": res,
-                                "batch": batch, "mesh": meshes[res], "repeats": 1 if slow else repeats}
-                        log.info("running %s", {k: v for k, v in case.items() if k != "mesh"})
-                        rows.append(_child(case))
+        # builtin at every thread count; with back-face culling and the other backends at the last one
+        variants = [("builtin", n, False) for n in threads] + [("builtin", threads[-1], True)]
+        variants += [(b, threads[0], False) for b in backends[1:]]
+        for res in (256, 512):
+            for batch in (1, 8):
+                for backend, n, cull in variants:
+                    if backend == "nvdiffrast" and args.device != "cuda":
+                        continue
+                    slow = backend == "pytorch3d" and args.device == "cpu"
+                    if slow and (batch > 1 or args.quick):
+                        continue  # its CPU path tests every face at every pixel: minutes per case
+                    case = {"backend": backend, "device": args.device, "threads": n, "cull_backfaces": cull,
+                            "resolution": res, "batch": batch, "mesh": meshes[res],
+                            "repeats": 1 if slow else repeats}
+                    log.info("running %s", {k: v for k, v in case.items() if k != "mesh"})
+                    rows.append(_child(case))
     reference = {(r["resolution"], r["batch"], r["threads"]): r["forward_backward_ms"]
-                 for r in rows if r["backend"] == "builtin"}
+                 for r in rows if r["backend"] == "builtin" and not r["cull_backfaces"]}
     for r in rows:
         builtin = reference[r["resolution"], r["batch"], r["threads"]]
         r["ratio_to_builtin"] = round(r["forward_backward_ms"] / builtin, 2)
-    rows.sort(key=lambda r: (r["resolution"], r["batch"], -r["threads"], r["backend"] != "builtin"))
     print_table(rows)
     meta = {**machine_meta(), "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
             "mesh": source, "vertices": int(verts.shape[1]), "repeats": repeats,

@@ -1,7 +1,9 @@
 import os
 
-import pytest
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Keep tests independent of the user's cache and of a real SMPL-X install.
 os.environ.setdefault("EXPPORTRAIT_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "exp"))

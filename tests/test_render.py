@@ -249,6 +249,23 @@ def test_faces_behind_the_camera_are_culled():
     assert torch.isfinite(frags.bary).all() and torch.isfinite(frags.depth).all()
 
 
+def test_backface_culling_is_exact_on_closed_meshes_and_removes_faces_seen_from_behind():
+    cam = _camera(150.0, 48, 64)
+    v, faces = _sphere(3, 0.3, (0.02, 0.01, 2.0))
+    verts = v + 0.005 * torch.randn(v.shape, generator=torch.Generator().manual_seed(2))
+    both = render_normal_depth(verts, faces, cam)
+    front = render_normal_depth(verts, faces, cam, cull_backfaces=True)
+    assert torch.equal(both.fragments.face_id, front.fragments.face_id)
+    keep = rasterize_module.kept_faces(verts, faces, cam.K, 1e-2, True)[0]
+    assert 0.3 < keep.float().mean() < 0.7 and keep[front.fragments.face_id[front.mask[:, 0] > 0]].all()
+    # A quad facing away from the camera is drawn (normal +z) unless back faces are culled.
+    quad = torch.tensor([[-3.0, -3.0, 2.0], [3.0, 3.0, 2.0], [-3.0, 3.0, 2.0], [3.0, -3.0, 2.0]])[None]
+    away = torch.tensor([[0, 1, 2], [0, 3, 1]])
+    drawn = render_normal_depth(quad, away, cam)
+    assert drawn.mask.all() and torch.allclose(drawn.normal[:, 2], torch.ones(1, 48, 64))
+    assert render_normal_depth(quad, away, cam, cull_backfaces=True).mask.sum() == 0
+
+
 @pytest.mark.parametrize("case", ["no_faces", "off_screen"])
 def test_empty_image(case):
     cam = _camera(50.0, 16, 24)

@@ -22,11 +22,13 @@ def face_normals(vertices: Tensor, faces: Tensor, normalize: bool = True) -> Ten
 
 def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
     """Area-weighted unit vertex normals, ``B x N x 3``."""
-    fn = face_normals(vertices, faces, normalize=False)
-    vn = torch.zeros_like(vertices)
-    for k in range(3):
-        vn = vn.index_add(1, faces[:, k], fn)
-    return torch.nn.functional.normalize(vn, dim=-1, eps=1e-12)
+    b, n, _ = vertices.shape
+    fn = face_normals(vertices, faces, normalize=False).reshape(-1, 3)  # (B*M) x 3
+    offset = (torch.arange(b, device=faces.device) * n)[:, None]
+    vn = torch.zeros(b * n, 3, dtype=vertices.dtype, device=vertices.device)
+    for k in range(3):  # flat (B*N) x 3 index_add along dim 0 is ~4x faster than along dim 1
+        vn = vn.index_add(0, (faces[:, k][None] + offset).reshape(-1), fn)
+    return torch.nn.functional.normalize(vn.view(b, n, 3), dim=-1, eps=1e-12)
 
 
 def edges(faces: Tensor) -> Tensor:

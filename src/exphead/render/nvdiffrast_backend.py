@@ -6,7 +6,8 @@ pixel row 0 of its output lies at NDC ``y = -1``. Mapping ``x_ndc = 2u / W - 1``
 yields images in our row order with pixel centres at ``(j + 0.5, i + 0.5)``. Its barycentrics
 ``(u, v)`` weight vertices 0 and 1 (vertex 2 gets ``1 - u - v``), are perspective-correct and
 carry gradients to the clip-space positions. Faces with a vertex at ``z <= near`` are removed
-before rasterizing, as the built-in rasterizer culls them (nvdiffrast would clip them).
+before rasterizing, as the built-in rasterizer culls them (nvdiffrast would clip them), and so are
+back faces with ``cull_backfaces``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 from exphead.render.interpolate import interpolate
-from exphead.render.rasterize import Fragments, check_mesh
+from exphead.render.rasterize import Fragments, check_mesh, kept_faces
 
 _CONTEXTS: dict[torch.device, Any] = {}
 
@@ -49,7 +50,8 @@ def clip_space(verts_cam: Tensor, K: Tensor, height: int, width: int, near: floa
 
 
 def rasterize_nvdiffrast(verts_cam: Tensor, faces: Tensor, K: Tensor, height: int, width: int,
-                         near: float = 1e-2, far: float | None = None) -> Fragments:
+                         near: float = 1e-2, cull_backfaces: bool = False, far: float | None = None
+                         ) -> Fragments:
     """:func:`exphead.render.rasterize.rasterize` computed by ``nvdiffrast.torch.rasterize``.
 
     Same arguments and :class:`Fragments` as the built-in rasterizer; ``far`` (default: twice the
@@ -66,7 +68,7 @@ def rasterize_nvdiffrast(verts_cam: Tensor, faces: Tensor, K: Tensor, height: in
     device = verts_cam.device
     if device not in _CONTEXTS:
         _CONTEXTS[device] = dr.RasterizeCudaContext(device=device)
-    keep = (z[:, faces] > near).all(-1)  # B x M
+    keep = kept_faces(verts_cam, faces, K, near, cull_backfaces)  # B x M
     if bool(keep.all()):
         rast, _ = dr.rasterize(_CONTEXTS[device], pos, faces.int().contiguous(), (height, width), grad_db=False)
         face_id = rast[..., 3].long() - 1  # nvdiffrast: 0 = empty, else triangle index + 1

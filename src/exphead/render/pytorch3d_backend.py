@@ -4,8 +4,8 @@ pytorch3d's NDC has +x to the left and +y up; the shorter image side spans [-1, 
 ``(i, j)`` is sampled at ``x = (W - 2(j + 0.5)) / s``, ``y = (H - 2(i + 0.5)) / s`` with
 ``s = min(H, W)``, so ``x_ndc = (W - 2u) / s`` and ``y_ndc = (H - 2v) / s`` put its samples on our
 pixel centres. ``z`` stays the camera depth, which is what its perspective correction uses.
-Faces with a vertex at ``z <= near`` are removed per batch element (``Meshes`` holds a face list
-per mesh), as the built-in rasterizer culls them.
+Faces with a vertex at ``z <= near`` (and back faces with ``cull_backfaces``) are removed per
+batch element (``Meshes`` holds a face list per mesh), as the built-in rasterizer culls them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import Tensor
 
 from exphead.camera import project_points
 from exphead.render.interpolate import interpolate
-from exphead.render.rasterize import Fragments, check_mesh
+from exphead.render.rasterize import Fragments, check_mesh, kept_faces
 
 
 def _pytorch3d() -> tuple[Any, Any]:
@@ -40,7 +40,8 @@ def to_ndc(verts_cam: Tensor, K: Tensor, height: int, width: int) -> Tensor:
 
 
 def rasterize_pytorch3d(verts_cam: Tensor, faces: Tensor, K: Tensor, height: int, width: int,
-                        near: float = 1e-2, bin_size: int | None = None) -> Fragments:
+                        near: float = 1e-2, cull_backfaces: bool = False, bin_size: int | None = None
+                        ) -> Fragments:
     """:func:`exphead.render.rasterize.rasterize` computed by pytorch3d's ``rasterize_meshes``.
 
     Same arguments and :class:`Fragments` as the built-in rasterizer; ``bin_size`` is passed on
@@ -49,7 +50,7 @@ def rasterize_pytorch3d(verts_cam: Tensor, faces: Tensor, K: Tensor, height: int
     meshes_cls, rasterize_meshes = _pytorch3d()
     faces = check_mesh(verts_cam, faces, K)
     ndc = to_ndc(verts_cam, K, height, width).float()
-    keep = (verts_cam[..., 2].detach()[:, faces] > near).all(-1)  # B x M
+    keep = kept_faces(verts_cam, faces, K, near, cull_backfaces)  # B x M
     kept = [k.nonzero().squeeze(1) for k in keep]
     meshes = meshes_cls(verts=list(ndc), faces=[faces[k] for k in kept])
     pix_to_face, _, bary, _ = rasterize_meshes(meshes, image_size=(height, width), blur_radius=0.0,

@@ -20,7 +20,9 @@ Two stages, as in nvdiffrast:
    the screen-space barycentrics of the pixel centre are recomputed from the projected vertices
    of its face and made perspective-correct with ``1/z``.
 
-Faces with any vertex at ``z <= near`` are culled (not clipped). Gradients flow through the
+Faces with any vertex at ``z <= near`` are culled (not clipped); with ``cull_backfaces`` so are
+faces seen from behind (clockwise on screen for meshes counter-clockwise seen from outside), which
+skips about half the faces of a closed mesh in the visibility pass. Gradients flow through the
 barycentrics of covered pixels; the silhouette itself carries no gradient.
 """
 
@@ -74,6 +76,20 @@ def covered_pixels(face_id: Tensor) -> Tensor:
     return (face_id.reshape(-1) >= 0).nonzero().squeeze(1)
 
 
+def kept_faces(verts_cam: Tensor, faces: Tensor, K: Tensor, near: float, cull_backfaces: bool) -> Tensor:
+    """``B x M`` bool: faces in front of ``near`` (and facing the camera if ``cull_backfaces``).
+
+    The culling rule of :func:`rasterize`, for backends that must filter faces themselves.
+    """
+    with torch.no_grad():
+        keep = (verts_cam[..., 2][:, faces] > near).all(-1)
+        if cull_backfaces:
+            p = project_points(verts_cam, K)[:, faces]  # B x M x 3 x 2
+            d1, d2 = p[:, :, 1] - p[:, :, 0], p[:, :, 2] - p[:, :, 0]
+            keep &= d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0] < 0
+    return keep
+
+
 def check_mesh(verts: Tensor, faces: Tensor, K: Tensor | None = None) -> Tensor:
     """Validate ``B x N x 3`` vertices, ``M x 3`` faces and ``B x 3 x 3`` (or ``1 x 3 x 3``) ``K``.
 
@@ -89,7 +105,7 @@ def check_mesh(verts: Tensor, faces: Tensor, K: Tensor | None = None) -> Tensor:
 
 
 def rasterize(verts_cam: Tensor, faces: Tensor, K: Tensor, height: int, width: int,
-              near: float = 1e-2) -> Fragments:
+              near: float = 1e-2, cull_backfaces: bool = False) -> Fragments:
     """Rasterize a batch of meshes seen by pinhole cameras.
 
     Args:
@@ -99,6 +115,8 @@ def rasterize(verts_cam: Tensor, faces: Tensor, K: Tensor, height: int, width: i
         height: image height ``H`` in pixels.
         width: image width ``W`` in pixels.
         near: faces with any vertex at ``z <= near`` are culled.
+        cull_backfaces: also cull faces seen from behind (exact for closed meshes; faces must be
+            counter-clockwise seen from outside); the visibility pass then skips about half the faces.
 
     Returns:
         :class:`Fragments`; ``bary`` and ``depth`` are differentiable w.r.t. ``verts_cam`` and ``K``.
@@ -107,11 +125,12 @@ def rasterize(verts_cam: Tensor, faces: Tensor, K: Tensor, height: int, width: i
     uv = project_points(verts_cam, K)
     z = verts_cam[..., 2]
     with torch.no_grad():
-        face_id = visible_faces(uv.detach(), z.detach(), faces, height, width, near)
+        face_id = visible_faces(uv.detach(), z.detach(), faces, height, width, near, cull_backfaces)
     return _fragments(uv, z, faces, face_id)
 
 
-def visible_faces(uv: Tensor, z: Tensor, faces: Tensor, height: int, width: int, near: float) -> Tensor:
+def visible_faces(uv: Tensor, z: Tensor, faces: Tensor, height: int, width: int, near: float,
+                  cull_backfaces: bool = False) -> Tensor:
     """Z-buffer visibility: ``B x N x 2`` pixel coordinates, ``B x N`` depths -> ``B x H x W`` face ids.
 
     ``-1`` marks empty pixels. Not differentiable. The ``B*M`` (batch element, face) pairs are
@@ -134,13 +153,14 @@ def visible_faces(uv: Tensor, z: Tensor, faces: Tensor, height: int, width: int,
         face = pair - batch * m
         vid = (_columns(corners, face) + batch * n).view(-1)
         xy = fixed.gather(1, vid.expand(2, -1)).view(2, 3, -1)  # x/y, corner, face
-        s = _setup(xy, depth.index_select(0, vid).view(3, -1), height, width, near)
+        s = _setup(xy, depth.index_select(0, vid).view(3, -1), height, width, near, cull_backfaces)
+        batch, face = batch.index_select(0, s["kept"]), face.index_select(0, s["kept"])
         s["ints"] = torch.stack([(batch * hp + s["lo"][1]) * wp + s["lo"][0], face])  # first pixel, face
         bucket = _merge_sparse_buckets(s["bucket"])
         order = torch.argsort(bucket)
         start = 0
         for j, count in enumerate(torch.bincount(bucket, minlength=nw * nw + 2).tolist()[:-1]):
-            ids = order[start:start + count]  # the last bucket, skipped, holds the culled faces
+            ids = order[start:start + count]  # the last bucket, skipped, holds degenerate faces
             start += count
             if count == 0:
                 continue
@@ -154,28 +174,42 @@ def visible_faces(uv: Tensor, z: Tensor, faces: Tensor, height: int, width: int,
     return torch.where(face_id == _EMPTY, -1, face_id & ((1 << face_bits) - 1))
 
 
-def _setup(xy: Tensor, z: Tensor, height: int, width: int, near: float) -> dict[str, Tensor]:
+def _setup(xy: Tensor, z: Tensor, height: int, width: int, near: float, cull_backfaces: bool
+           ) -> dict[str, Tensor]:
     """Per-face coverage set-up of ``F`` triangles: ``2 x 3 x F`` fixed-point corners, ``3 x F`` depths.
 
-    Returns
+    Faces without a pixel centre in their box, behind ``near`` or (with ``cull_backfaces``) seen
+    from behind are dropped first. Returns, for the ``K`` others:
 
-    * ``lo``, ``hi`` ``2 x F``: first and last candidate column and row,
-    * ``edge`` ``9 x F`` float64 holding exact integers: the edge functions ``E_i`` at the pixel
+    * ``kept`` ``K``: their indices among the ``F`` faces,
+    * ``lo``, ``hi`` ``2 x K``: first and last candidate column and row,
+    * ``edge`` ``9 x K`` float64 holding exact integers: the edge functions ``E_i`` at the pixel
       centre ``lo`` and their steps per pixel in x and y; all three are ``>= 0`` exactly at the
       covered centres (the top-left fill rule is folded in),
-    * ``plane`` ``3 x F`` float64: ``1/z`` at the pixel centre ``lo`` and its steps per pixel,
-    * ``bucket`` ``F``: ``i * len(_WINDOWS) + j`` for the smallest ``_WINDOWS[i]`` rows by
+    * ``plane`` ``3 x K`` float64: ``1/z`` at the pixel centre ``lo`` and its steps per pixel,
+    * ``bucket`` ``K``: ``i * len(_WINDOWS) + j`` for the smallest ``_WINDOWS[i]`` rows by
       ``_WINDOWS[j]`` columns window holding the box, ``len(_WINDOWS)**2`` for faces spanning more
-      than the largest window, ``len(_WINDOWS)**2 + 1`` for culled faces.
+      than the largest window, ``len(_WINDOWS)**2 + 1`` for degenerate faces.
     """
-    f, sub = xy.shape[-1], _SUBPIXEL
-    (x0, x1, x2), (y0, y1, y2) = xy[0], xy[1]
+    sub = _SUBPIXEL
     lo_f = torch.minimum(torch.minimum(xy[:, 0], xy[:, 1]), xy[:, 2])  # 2 x F
     hi_f = torch.maximum(torch.maximum(xy[:, 0], xy[:, 1]), xy[:, 2])
     # Pixel centres j * S + S / 2 inside the vertex box, clamped to the image.
     lo = torch.ceil((lo_f - sub / 2) / sub).clamp_min_(0)
     hi = torch.minimum(torch.floor((hi_f - sub / 2) / sub),
                        torch.tensor([[width - 1.0], [height - 1.0]], dtype=lo.dtype, device=lo.device))
+    keep = (lo <= hi).all(0) & (z > near).all(0)
+    if cull_backfaces:  # front faces have a negative area in y-down pixel coordinates
+        (x0, x1, x2), (y0, y1, y2) = xy[0], xy[1]
+        keep &= (x1 - x0) * (y2 - y0) < (x2 - x0) * (y1 - y0)
+    kept = keep.nonzero().squeeze(1)
+    if kept.numel() < keep.numel():
+        xy, z = _columns(xy.view(6, -1), kept).view(2, 3, -1), _columns(z, kept)
+        lo, hi, extent = _columns(lo, kept), _columns(hi, kept), _columns(hi_f - lo_f, kept)
+    else:
+        extent = hi_f - lo_f
+    f = kept.numel()
+    (x0, x1, x2), (y0, y1, y2) = xy[0], xy[1]
     edge = torch.empty(9, f, dtype=xy.dtype, device=lo.device)
     e0, a, b = edge[0:3], edge[3:6], edge[6:9]
     c = torch.empty_like(e0)
@@ -199,10 +233,9 @@ def _setup(xy: Tensor, z: Tensor, height: int, width: int, near: float) -> dict[
     fit = torch.searchsorted(torch.tensor(_WINDOWS, device=lo.device), box.clamp_min(1))
     nw = len(_WINDOWS)
     bucket = fit[1] * nw + fit[0]
-    extent = hi_f - lo_f
     bucket.masked_fill_(((fit >= nw) | (extent > _WINDOWS[-1] * sub)).any(0), nw * nw)
-    bucket.masked_fill_((box <= 0).any(0) | (z <= near).any(0) | (area == 0), nw * nw + 1)
-    return {"edge": edge, "plane": plane, "lo": lo, "hi": hi, "bucket": bucket}
+    bucket.masked_fill_(area == 0, nw * nw + 1)
+    return {"kept": kept, "edge": edge, "plane": plane, "lo": lo, "hi": hi, "bucket": bucket}
 
 
 def _columns(table: Tensor, index: Tensor) -> Tensor:

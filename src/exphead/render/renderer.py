@@ -42,7 +42,7 @@ class RenderOutput:
 
 
 def get_rasterizer(backend: Backend) -> Rasterizer:
-    """The ``rasterize(verts_cam, faces, K, height, width, near=...) -> Fragments`` of a backend.
+    """The ``rasterize(verts_cam, faces, K, height, width, near=, cull_backfaces=) -> Fragments`` of a backend.
 
     ``"nvdiffrast"`` and ``"pytorch3d"`` are imported on first use and raise an ImportError naming
     the package when it is not installed.
@@ -61,7 +61,7 @@ def get_rasterizer(backend: Backend) -> Rasterizer:
 
 
 def render_normal_depth(verts_world: Tensor, faces: Tensor, camera: Camera, backend: Backend = "builtin",
-                        near: float = 1e-2) -> RenderOutput:
+                        near: float = 1e-2, cull_backfaces: bool = False) -> RenderOutput:
     """Render camera-space normal, depth and mask buffers.
 
     Args:
@@ -70,6 +70,9 @@ def render_normal_depth(verts_world: Tensor, faces: Tensor, camera: Camera, back
         camera: ``B`` (or 1) cameras; the image is ``camera.height x camera.width``.
         backend: which rasterizer computes visibility and barycentrics.
         near: faces with a vertex at camera ``z <= near`` are culled.
+        cull_backfaces: also cull faces seen from behind: exact for closed meshes, and the
+            visibility pass skips about half the faces; leave off where the inside of an open mesh
+            can be seen.
 
     Returns:
         :class:`RenderOutput`, differentiable w.r.t. ``verts_world`` and the camera at covered pixels.
@@ -80,7 +83,8 @@ def render_normal_depth(verts_world: Tensor, faces: Tensor, camera: Camera, back
         raise ValueError(f"{verts_world.shape[0]} meshes for {camera.batch_size} cameras; pass 1 or as many")
     camera = camera.expand(b)
     verts_cam = camera.world_to_camera(verts_world.expand(b, -1, -1))
-    frags = get_rasterizer(backend)(verts_cam, faces, camera.K, camera.height, camera.width, near=near)
+    frags = get_rasterizer(backend)(verts_cam, faces, camera.K, camera.height, camera.width, near=near,
+                                    cull_backfaces=cull_backfaces)
     normal = interpolate(vertex_normals(verts_cam, faces), frags, faces)
     normal = torch.nn.functional.normalize(normal, dim=-1, eps=1e-12)
     return RenderOutput(normal=normal.permute(0, 3, 1, 2), depth=frags.depth[:, None],
