@@ -1,0 +1,116 @@
+"""``VideoDataModule``: a folder of precomputed clips (format in ``expgen.data.clips``).
+
+Layout: either ``data_dir/train/*.safetensors`` and ``data_dir/val/*.safetensors`` (optionally
+``data_dir/test/``, which ``test`` and ``predict`` read, else ``val``), or a flat ``data_dir/*.safetensors``
+split by subject: the last ``ceil(val_fraction x subjects)`` subject ids in sorted order are held
+out for validation.
+With ``synthetic_clips > 0`` and no clips present, ``prepare_data`` writes toy clips
+(``expgen.data.synthetic``) so the tiny configuration runs on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+from typing_extensions import override
+
+from expgen.data.clips import ClipDataset, read_metadata
+from expgen.data.synthetic import write_synthetic_dataset
+
+logger = logging.getLogger(__name__)
+
+
+def _clip_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+
+
+class VideoDataModule(L.LightningDataModule):
+    """Batches of ``frames`` / ``driving_normals`` ``B x F x 3 x H x W`` and ``reference_image`` /
+    ``reference_normal`` ``B x 3 x H x W`` in ``[0, 1]``, plus ``subject_id``.
+
+    Args:
+        data_dir: the clip folder.
+        batch_size: clips per batch (per device).
+        num_workers: DataLoader workers.
+        num_frames: frames per training window (``1 + 4k``); ``None`` uses whole clips.
+        resolution: required clip side in pixels (checked, not resized); ``None`` accepts any.
+        val_fraction: share of subjects held out when ``data_dir`` is flat.
+        synthetic_clips: if > 0 and the folder holds no clips, write this many synthetic training clips
+            (plus ``max(1, synthetic_clips // 8)`` held-out ones).
+        synthetic_size: side in pixels of the synthetic clips.
+        synthetic_frames: frames per synthetic clip.
+        seed: seed of the synthetic clips.
+    """
+
+    def __init__(self, data_dir: str = "data/expgen", batch_size: int = 1, num_workers: int = 0,
+                 num_frames: int | None = None, resolution: int | None = None, val_fraction: float = 0.1,
+                 synthetic_clips: int = 0, synthetic_size: int = 64, synthetic_frames: int = 9, seed: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_dir = Path(data_dir)
+        self.train_set: ClipDataset | None = None
+        self.val_set: ClipDataset | None = None
+        self.test_set: ClipDataset | None = None
+
+    def _has_clips(self) -> bool:
+        return bool(_clip_files(self.data_dir) or _clip_files(self.data_dir / "train"))
+
+    @override
+    def prepare_data(self) -> None:
+        hp = self.hparams
+        if hp.synthetic_clips > 0 and not self._has_clips():
+            logger.info("writing %d synthetic clips to %s", hp.synthetic_clips, self.data_dir)
+            write_synthetic_dataset(self.data_dir, hp.synthetic_clips, max(1, hp.synthetic_clips // 8),
+                                    hp.synthetic_frames, hp.synthetic_size, hp.seed)
+
+    def split_files(self) -> dict[str, list[Path]]:
+        """Clip files of the ``train``, ``val`` and ``test`` splits."""
+        if (self.data_dir / "train").is_dir():
+            return {s: _clip_files(self.data_dir / s) for s in ("train", "val", "test")}
+        files = _clip_files(self.data_dir)
+        if not files:
+            raise FileNotFoundError(
+                f"no *.safetensors clips in {self.data_dir} or {self.data_dir / 'train'}: build clips there, or set "
+                "data.init_args.synthetic_clips > 0 to write toy clips"
+            )
+        subject = {f: str(read_metadata(f)["subject_id"]) for f in files}
+        subjects = sorted(set(subject.values()))
+        held_out = set(subjects[len(subjects) - math.ceil(self.hparams.val_fraction * len(subjects)):])
+        if len(held_out) == len(subjects):
+            held_out = set()
+        return {"train": [f for f in files if subject[f] not in held_out],
+                "val": [f for f in files if subject[f] in held_out], "test": []}
+
+    @override
+    def setup(self, stage: str | None = None) -> None:
+        splits = self.split_files()
+        if not splits["train"] and stage in (None, "fit"):
+            raise FileNotFoundError(f"no training clips found under {self.data_dir}")
+        n, res = self.hparams.num_frames, self.hparams.resolution
+        self.train_set = ClipDataset(splits["train"], n, random_window=True, resolution=res)
+        self.val_set = ClipDataset(splits["val"], n, resolution=res)
+        self.test_set = ClipDataset(splits["test"] or splits["val"], n, resolution=res)
+
+    def _loader(self, dataset: ClipDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
+
+    @override
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    @override
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    @override
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    @override
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
