@@ -78,7 +78,8 @@ class GeometricGenerator:
         ref_area = face_normals(reference_vertices[None], faces, normalize=False).norm(dim=-1)[0]
         pix = torch.stack(torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")[::-1], -1)
         frames = []
-        for s in tqdm(range(0, driving_vertices.shape[0], chunk), desc="generate: geometric", disable=not show_progress):
+        starts = range(0, driving_vertices.shape[0], chunk)
+        for s in tqdm(starts, desc="generate: geometric", disable=not show_progress):
             verts = driving_vertices[s:s + chunk]
             b = verts.shape[0]
             r = render_normal_depth(verts, faces, camera.expand(b))

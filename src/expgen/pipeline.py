@@ -80,7 +80,8 @@ def _crop(frames: np.ndarray, box: CropBox, size: int) -> Tensor:
 
 def _track(model: HeadModel, frames_fit: Tensor, detector: LandmarkDetector, cfg: AnimateConfig) -> TrackingResult:
     lm, valid = detect_landmarks(to_uint8(frames_fit), detector, on_missing="skip")
-    return track_landmarks(model, torch.from_numpy(lm), cfg.fit_size, cfg.fit_size, cfg.tracker, torch.from_numpy(valid))
+    return track_landmarks(model, torch.from_numpy(lm), cfg.fit_size, cfg.fit_size, cfg.tracker,
+                           torch.from_numpy(valid))
 
 
 def driving_params(reference: PersonalizedHead, driving: TrackingResult, mode: str) -> HeadParams:
@@ -223,9 +224,9 @@ def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, confi
     clock = time.perf_counter()
     camera = ref_head.camera.scaled(cfg.size, cfg.size)
     with torch.no_grad():
-        drv_normals = torch.cat([normal_to_image(render_normal_depth(drv_vertices[s:s + 8], model.faces,
-                                                                     camera.expand(drv_vertices[s:s + 8].shape[0])).normal)
-                                 for s in range(0, drv_vertices.shape[0], 8)])
+        chunks = [drv_vertices[s:s + 8] for s in range(0, drv_vertices.shape[0], 8)]
+        drv_normals = torch.cat([normal_to_image(render_normal_depth(v, model.faces, camera.expand(v.shape[0])).normal)
+                                 for v in chunks])
         ref_normal = normal_to_image(render_normal_depth(ref_neutral_posed, model.faces, camera).normal)[0]
     t["render"] = time.perf_counter() - clock
 

@@ -20,10 +20,12 @@ def matrix_to_axis_angle(R: Tensor) -> Tensor:
                      1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], 1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], 1)
     k = t.argmax(1)
     s = torch.sqrt(t.gather(1, k[:, None]).clamp_min(1e-12)).squeeze(1) * 2  # 4 * |q_k|
-    w = torch.stack([s / 4, (m[:, 2, 1] - m[:, 1, 2]) / s, (m[:, 0, 2] - m[:, 2, 0]) / s, (m[:, 1, 0] - m[:, 0, 1]) / s], 1)
-    x = torch.stack([(m[:, 2, 1] - m[:, 1, 2]) / s, s / 4, (m[:, 0, 1] + m[:, 1, 0]) / s, (m[:, 0, 2] + m[:, 2, 0]) / s], 1)
-    y = torch.stack([(m[:, 0, 2] - m[:, 2, 0]) / s, (m[:, 0, 1] + m[:, 1, 0]) / s, s / 4, (m[:, 1, 2] + m[:, 2, 1]) / s], 1)
-    z = torch.stack([(m[:, 1, 0] - m[:, 0, 1]) / s, (m[:, 0, 2] + m[:, 2, 0]) / s, (m[:, 1, 2] + m[:, 2, 1]) / s, s / 4], 1)
+    a, b, c = m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]  # antisymmetric part
+    d, e, f = m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1]  # symmetric part
+    w = torch.stack([s / 4, a / s, b / s, c / s], 1)
+    x = torch.stack([a / s, s / 4, d / s, e / s], 1)
+    y = torch.stack([b / s, d / s, s / 4, f / s], 1)
+    z = torch.stack([c / s, e / s, f / s, s / 4], 1)
     q = torch.stack([w, x, y, z], 1)[torch.arange(m.shape[0]), k]  # (w, x, y, z)
     q = q * torch.where(q[:, :1] < 0, -1.0, 1.0)
     vec = q[:, 1:]

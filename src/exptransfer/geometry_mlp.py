@@ -68,7 +68,7 @@ class GeometryMLP(nn.Module):
         p = geometry.positions
         rel = p[..., :, None, :] - geometry.landmarks[..., None, :, :]  # B x N x K x 3
         dist = rel.norm(dim=-1)
-        detail = torch.asinh(geometry.detail / 0.5)  # about linear up to 0.5 mm, logarithmic above
+        detail = torch.asinh(geometry.detail / 0.1)  # linear below 0.1 mm, logarithmic above
         return torch.cat([p, fourier_encoding(p, self.num_frequencies), geometry.normals, detail,
                           rel.flatten(-2), dist], dim=-1)
 
