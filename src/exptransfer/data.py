@@ -45,7 +45,8 @@ class HeadWindowDataset(Dataset):
     Each item is a dict: ``positions``, ``normals`` ``S x 3``, ``detail`` ``S x 4``, ``landmarks``
     ``K x 3``, ``rotation`` ``3 x 3`` (an :class:`IdentityGeometry`), ``expression`` ``F x E``, ``jaw_pose``
     ``F x 3``, ``target`` ``F x S x 3`` (fitted Δf, world metres), ``vertex_index`` ``S`` (face-local ids),
-    ``subject`` and ``start`` (the subject's index in ``folders`` and the window's first frame).
+    ``edge_pairs`` (whether vertices ``2k, 2k + 1`` share a mesh edge), ``subject`` and ``start`` (the
+    subject's index in ``folders`` and the window's first frame).
 
     Args:
         folders: subject folders.
@@ -156,7 +157,7 @@ class HeadWindowDataset(Dataset):
             jaw_pose = f.get_slice("params.jaw_pose")[window]
         return {**geometry.select(vertex_ids).to_dict(), "expression": expression.float(),
                 "jaw_pose": jaw_pose.float(), "target": target.float(), "vertex_index": vertex_ids,
-                "subject": subject, "start": start}
+                "edge_pairs": self.vertices is not None, "subject": subject, "start": start}
 
 
 class TransferDataModule(L.LightningDataModule):

@@ -9,6 +9,10 @@ that a position means "the same place on the face" across identities:
   the eye centre, made orthogonal to x; z = x × y (out of the face);
 * unit length: the outer eye-corner distance (about 9 cm).
 
+Local shape enters as the *personal detail* of the face, Δg = V_neutral − B(V(β)) (the neutral minus the
+parametric surface of the subject's β), as heights along the normal in mm, raw and high-passed at a few
+scales: creases already in the neutral face (resting wrinkles, whose depth tells the age) are visible to G.
+
 Only face vertices (``HeadModel.face_mask``) are described; G predicts nothing elsewhere.
 """
 
@@ -107,7 +111,7 @@ def _topology(model: HeadModel) -> tuple[Tensor, Tensor, Tensor]:
         e = local[edges(model.faces)]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            laplacian = uniform_laplacian(model.faces.cpu(), model.num_vertices).to_sparse_csr()
+            laplacian = uniform_laplacian(model.faces.cpu(), model.num_vertices)
         laplacian = laplacian.to(face_index.device)
         _TOPOLOGY[model] = (face_index, e[(e >= 0).all(1)], laplacian)
     return _TOPOLOGY[model]

@@ -66,7 +66,7 @@ class TransferModule(L.LightningModule):
         diff = (pred - target) * 1000.0  # mm
         vertex = _error(diff, self.hparams.loss)
         loss = vertex
-        if self.hparams.edge_weight > 0 and diff.shape[2] % 2 == 0:
+        if self.hparams.edge_weight > 0 and bool(batch["edge_pairs"].all()):
             edge = _error(diff[:, :, 0::2] - diff[:, :, 1::2], self.hparams.loss)
             loss = loss + self.hparams.edge_weight * edge
             self.log(f"{stage}_edge_loss", edge, batch_size=pred.shape[0])

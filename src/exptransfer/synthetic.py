@@ -68,12 +68,21 @@ def subject_head(model: HeadModel, subject: SyntheticSubject) -> PersonalizedHea
 def write_synthetic_heads(root: str | os.PathLike, num_subjects: int, num_frames: int = 16, seed: int = 0,
                           model: HeadModel | None = None, resting_creases: float = 0.0) -> Path:
     """Write ``num_subjects`` synthetic heads (``subject_0000`` ...; subject ``k`` drawn with seed
-    ``seed + k``, random age) into ``root``, skipping the work when a completed folder is already there."""
+    ``seed + k``, random age) into ``root``, skipping the work when a completed folder is already there.
+
+    The folder is built beside ``root`` and renamed into place, so an interrupted run leaves nothing behind.
+
+    Raises:
+        FileExistsError: ``root`` exists, is not empty and is not a completed synthetic folder.
+    """
     root = Path(root)
     if (root / DONE_MARKER).is_file():
         return root
     if num_subjects < 2:
         raise ValueError(f"need at least 2 synthetic subjects (one to train, one held out), got {num_subjects}")
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} exists and holds other files: choose an empty or new folder for the "
+                              "synthetic heads")
     model = model or HeadModel()
     logger.info("writing %d synthetic heads of %d frames to %s", num_subjects, num_frames, root)
     tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp")
@@ -84,7 +93,7 @@ def write_synthetic_heads(root: str | os.PathLike, num_subjects: int, num_frames
     (tmp / DONE_MARKER).write_text(f"{num_subjects} subjects, {num_frames} frames, seed {seed}, "
                                    f"resting creases {resting_creases}\n")
     if root.exists():
-        shutil.rmtree(root)
+        root.rmdir()
     os.replace(tmp, root)
     return root
 
