@@ -114,3 +114,16 @@ def test_diffusion_without_weights_is_a_clear_error(tmp_path, driving_video):
     missing = tmp_path / "no_such_weights"
     rc = animate_main(["-d", str(driving_video), "-o", str(tmp_path / "o.mp4"), "--generator-weights", str(missing)])
     assert rc == 2
+
+
+def test_diffusion_generator_runs_end_to_end(tmp_path, head_model, driving_video):
+    """The --generator diffusion branch with a (random, tiny) saved DiffusionModule: windows of 1 + 4k frames."""
+    from expgen.module import DiffusionModule
+
+    DiffusionModule(backbone="tiny", num_inference_steps=2).save_pretrained(tmp_path / "weights")
+    cfg = AnimateConfig(**{**SMALL.__dict__, "max_frames": 6, "generator": "auto",
+                           "generator_weights": str(tmp_path / "weights"), "diffusion_window": 5})
+    result = animate(data.astronaut(), str(driving_video), cfg, model=head_model)
+    assert result.generator == "diffusion" and result.generator_reason == "weights given"
+    assert result.frames.shape == (6, 3, 128, 128)
+    assert torch.isfinite(result.frames).all() and 0 <= result.frames.min() and result.frames.max() <= 1
