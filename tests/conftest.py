@@ -23,3 +23,12 @@ def coarse_head_model():
     from exphead.head_model import HeadModel
 
     return HeadModel(level=0)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread (small convolutions are faster than on two busy ones)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,14 +8,7 @@ from expgen.backbone import TINY_VAE_CONFIG
 from expgen.pose_encoder import PoseEncoder3D, latent_frames
 from expgen.reference_encoder import ReferenceEncoder2D
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small 3D convolutions run faster on one thread than on two busy ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: one thread beats two busy ones
 
 
 @pytest.mark.parametrize("frames,height,width", [(1, 32, 32), (5, 32, 48), (9, 16, 24)])

@@ -17,13 +17,7 @@ KEYS = ("frames", "driving_normals", "reference_image", "reference_normal")
 SMALL_VAE = {"base_dim": 4}  # keeps the per-step VAE encode cheap on 2 cores
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny model's small convolutions run faster on one thread than on two busy ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: one thread beats two busy ones
 
 
 def synthetic_batch(n=2, frames=5, size=32, seed=0):
