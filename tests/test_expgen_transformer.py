@@ -182,3 +182,25 @@ def test_missing_weights_folder_errors_name_key_and_env(tmp_path, monkeypatch):
     monkeypatch.setenv(WAN_PATH_ENV, str(tmp_path / "from-env"))
     with pytest.raises(FileNotFoundError, match=f"from {WAN_PATH_ENV}"):
         resolve_wan_path(None)
+
+
+def test_cast_for_inference_keeps_fp32_modules_and_stays_close_to_fp32():
+    from expgen.backbone import cast_for_inference
+
+    torch.manual_seed(0)
+    model = ExpPortraitTransformer(**BASE, **COND).eval()
+    randomise_condition_layers(model)
+    x = inputs()
+    with torch.no_grad():
+        ref = run(model, x)
+        cast_for_inference(model, torch.bfloat16)
+        low = run(model, {k: v.to(torch.bfloat16) if v.is_floating_point() and k != "timestep" else v
+                          for k, v in x.items()})
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    assert model.dtype == torch.bfloat16
+    assert dtypes["scale_shift_table"] == torch.float32 and dtypes["blocks.0.scale_shift_table"] == torch.float32
+    assert dtypes["condition_embedder.time_embedder.linear_1.weight"] == torch.float32
+    assert dtypes["blocks.0.attn1.to_q.weight"] == torch.bfloat16
+    assert sum(d == torch.bfloat16 for d in dtypes.values()) > len(dtypes) // 2
+    rel = (low.float() - ref).norm() / ref.norm()
+    assert rel < 0.05, rel

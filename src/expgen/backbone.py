@@ -17,8 +17,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from diffusers import AutoencoderKLWan
-from diffusers.models.modeling_utils import no_init_weights
+from diffusers.models.modeling_utils import ModelMixin, no_init_weights
 from safetensors.torch import load_file
 
 from expgen.transformer import CONDITION_CONFIG_KEYS, ExpPortraitTransformer
@@ -54,6 +55,22 @@ TINY_VAE_CONFIG: dict[str, Any] = {
     "latents_mean": [0.0] * 8,
     "latents_std": [1.0] * 8,
 }
+
+
+def cast_for_inference(model: ModelMixin, dtype: torch.dtype) -> ModelMixin:
+    """Cast ``model`` in place to ``dtype`` as ``from_pretrained(torch_dtype=dtype)`` loads it.
+
+    Parameters and buffers whose dotted name contains an entry of the class's ``_keep_in_fp32_modules``
+    (Wan: rope, time embedder, modulation tables, norms) stay float32, as diffusers' loader keeps them;
+    ``model.dtype`` then reports ``dtype``.
+    """
+    torch.nn.Module.to(model, dtype)  # ModelMixin.to warns about the fp32 tensors restored below
+    keep = set(model._keep_in_fp32_modules or [])
+    if dtype != torch.float32:
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if tensor.is_floating_point() and keep & set(name.split(".")):
+                tensor.data = tensor.data.float()
+    return model
 
 
 def resolve_wan_path(wan_path: str | os.PathLike | None) -> Path:

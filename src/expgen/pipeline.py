@@ -53,6 +53,7 @@ class AnimateConfig:
     fit_steps: int = 120
     tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(rigid_steps=80, steps=200))
     device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # diffusion generator weights and activations
     seed: int = 0
     show_progress: bool = True
 
@@ -147,9 +148,12 @@ def _generate(cfg: AnimateConfig, reference: Tensor, ref_normal_img: Tensor, drv
     if not cfg.generator_weights:
         raise FileNotFoundError("the diffusion generator needs weights: pass --generator-weights DIR (a folder "
                                 "written by DiffusionModule.save_pretrained)")
+    from .backbone import cast_for_inference
     from .module import DiffusionModule
 
     module = DiffusionModule.from_pretrained(cfg.generator_weights).to(cfg.device).eval()
+    for part in (module.transformer, module.vae):
+        cast_for_inference(part, getattr(torch, cfg.dtype))
     gen = torch.Generator(cfg.device).manual_seed(cfg.seed)
     n, win = drv_normal_img.shape[0], cfg.diffusion_window
     out = []

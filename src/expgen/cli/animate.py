@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track-steps", type=int, default=200, help="tracker steps after the rigid stage (default 200)")
     p.add_argument("--smplx", help="SMPLX_NEUTRAL.npz (default: $SMPLX_MODEL_PATH or the procedural model)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="diffusion generator precision (bfloat16 on a GPU)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = AnimateConfig(size=args.size, fit_size=args.fit_size, stride=args.stride, max_frames=args.max_frames,
                         mode="self" if args.self_reenact else "cross", reference_frame=args.reference_frame,
                         generator=args.generator, generator_weights=args.generator_weights,
-                        transfer_weights=args.transfer_weights, device=args.device, seed=args.seed,
+                        transfer_weights=args.transfer_weights, device=args.device, dtype=args.dtype, seed=args.seed,
                         fit_steps=args.fit_steps,
                         tracker=TrackerConfig(rigid_steps=max(args.track_steps // 3, 1), steps=args.track_steps))
     try:
