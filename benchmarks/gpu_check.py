@@ -89,7 +89,7 @@ def section_render(device: torch.device, smoke: bool) -> list[dict[str, Any]]:
     weight = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
 
     def run(v: torch.Tensor, dev: torch.device, backend: str = "builtin") -> tuple[Any, torch.Tensor]:
-        v = v.to(dev).requires_grad_(True)
+        v = v.detach().to(dev).clone().requires_grad_(True)
         out = render_normal_depth(v, faces.to(dev), camera.to(dev), backend=backend)
         ((weight.to(dev) * out.normal).sum() + out.depth.sum()).backward()
         return out, v.grad
@@ -200,8 +200,8 @@ def section_dit(device: torch.device, smoke: bool) -> list[dict[str, Any]]:
 
     # bf16 inference: bare diffusers forward vs. the wrapper, on the same weights and tokens
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    transformer = cast_for_inference(module.transformer, dtype).eval()
-    vae = cast_for_inference(module.vae, dtype).eval()
+    transformer = cast_for_inference(module.transformer.to(device), dtype).eval()  # Lightning's teardown
+    vae = cast_for_inference(module.vae.to(device), dtype).eval()  # left both on the CPU
     module.transformer = module.vae = None
     del module
     if device.type == "cuda":
