@@ -122,12 +122,6 @@ def test_generated_frames_write_to_mp4(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["clip.mp4"]
 
 
-def test_transfer_checkpoint_hook_is_stored():
-    module = DiffusionModule(transfer_checkpoint="runs/transfer.ckpt")
-    assert module.transfer_checkpoint == "runs/transfer.ckpt"
-    assert module.hparams.transfer_checkpoint == "runs/transfer.ckpt"
-
-
 def test_tiny_config_fast_dev_run(tmp_path):
     cli = LightningCLI(
         args=["fit", "--config", str(CONFIGS / "tiny.yaml"), "--trainer.fast_dev_run=1",

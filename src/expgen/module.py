@@ -49,8 +49,6 @@ class DiffusionModule(L.LightningModule):
         gradient_checkpointing: checkpoint the DiT blocks.
         vae_loss_weight: weight of the VAE reconstruction loss; 0 freezes the VAE.
         vae_kl_weight: weight of the KL term inside the VAE loss.
-        transfer_checkpoint: the frozen expression-transfer module (``exptransfer``) for building clips
-            on the fly. Stored, not used yet: training currently reads precomputed clips.
     """
 
     def __init__(
@@ -71,7 +69,6 @@ class DiffusionModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         vae_loss_weight: float = 0.0,
         vae_kl_weight: float = 1e-3,
-        transfer_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -83,7 +80,6 @@ class DiffusionModule(L.LightningModule):
         self.vae.requires_grad_(vae_loss_weight > 0)
         if gradient_checkpointing:
             self.transformer.enable_gradient_checkpointing()
-        self.transfer_checkpoint = transfer_checkpoint
 
     def _common_step(self, batch: dict[str, Any], batch_idx: int, stage: str) -> Tensor:
         frames, driving = batch["frames"], batch["driving_normals"]

@@ -6,6 +6,10 @@ split by subject: the last ``ceil(val_fraction x subjects)`` subject ids in sort
 out for validation.
 With ``synthetic_clips > 0`` and no clips present, ``prepare_data`` writes toy clips
 (``expgen.data.synthetic``) so the tiny configuration runs on a fresh machine.
+With ``sources`` (videos, frame folders or ``exp-synth`` subjects), ``prepare_data`` builds the clips of the paper
+(``expgen.data.heads.build_clips``: fitted heads, N^D from the frozen expression transfer module) into the flat
+``data_dir``. That build is resumable and skips finished sources, so it runs on every ``prepare_data``: an
+interrupted build continues, and sources added to the list are built.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from expgen.data.clips import ClipDataset, read_metadata
+from expgen.data.heads import ClipBuildConfig, build_clips
 from expgen.data.synthetic import write_synthetic_dataset
+from exphead.fitting import FitConfig
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +50,33 @@ class VideoDataModule(L.LightningDataModule):
             (plus ``max(1, synthetic_clips // 8)`` held-out ones).
         synthetic_size: side in pixels of the synthetic clips.
         synthetic_frames: frames per synthetic clip.
-        seed: seed of the synthetic clips.
+        seed: seed of the synthetic clips and of the reference-frame choice of built clips.
+        sources: videos / frame folders / ``exp-synth`` subject folders to build clips from (one subject each).
+        heads_dir: where fitted heads are saved and reused (``heads_dir/<name>/head.json``, e.g. ``exp-fit``
+            outputs); default ``data_dir/heads``.
+        transfer_checkpoint: the trained expression transfer module (a ``TransferModule`` ``.ckpt`` or an
+            ``ExpressionTransfer.save_pretrained`` folder), loaded frozen; needed for ``driving="transfer"``.
+        driving: ``"transfer"`` (paper: N^D from the transfer module) or ``"fitted"`` (the fitted Δf(i)).
+        clip_frames: frames per built clip (``1 + 4k``); default ``num_frames``.
+        frame_stride: use every n-th source frame.
+        clip_hop: frames between built clip starts; default ``clip_frames`` (no overlap).
+        fit_size: side of the square crops the heads are fitted at.
+        fit_steps: detail-fit steps per head.
+        skip_bad_sources: skip sources that cannot be used (no face, unreadable, too short) instead of failing.
     """
 
     def __init__(self, data_dir: str = "data/expgen", batch_size: int = 1, num_workers: int = 0,
                  num_frames: int | None = None, resolution: int | None = None, val_fraction: float = 0.1,
-                 synthetic_clips: int = 0, synthetic_size: int = 64, synthetic_frames: int = 9, seed: int = 0) -> None:
+                 synthetic_clips: int = 0, synthetic_size: int = 64, synthetic_frames: int = 9, seed: int = 0,
+                 sources: list[str] | None = None, heads_dir: str | None = None,
+                 transfer_checkpoint: str | None = None, driving: Literal["transfer", "fitted"] = "transfer",
+                 clip_frames: int | None = None, frame_stride: int = 1, clip_hop: int | None = None,
+                 fit_size: int = 256, fit_steps: int = 300, skip_bad_sources: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if sources and synthetic_clips > 0:
+            raise ValueError("set either data.init_args.sources (clips built from fitted heads) or "
+                             "synthetic_clips (toy clips), not both")
         self.data_dir = Path(data_dir)
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
@@ -59,9 +85,23 @@ class VideoDataModule(L.LightningDataModule):
     def _has_clips(self) -> bool:
         return bool(_clip_files(self.data_dir) or _clip_files(self.data_dir / "train"))
 
+    def build_config(self) -> ClipBuildConfig:
+        """The :class:`ClipBuildConfig` of the ``sources`` path."""
+        hp = self.hparams
+        frames = hp.clip_frames or hp.num_frames
+        if frames is None or hp.resolution is None:
+            raise ValueError("building clips from data.init_args.sources needs resolution and clip_frames (or "
+                             "num_frames) set")
+        return ClipBuildConfig(num_frames=frames, size=hp.resolution, stride=hp.frame_stride, hop=hp.clip_hop,
+                               driving=hp.driving, on_error="skip" if hp.skip_bad_sources else "fail", seed=hp.seed,
+                               fit=FitConfig(image_size=hp.fit_size, steps=hp.fit_steps, show_progress=False))
+
     @override
     def prepare_data(self) -> None:
         hp = self.hparams
+        if hp.sources:
+            logger.info("building clips of %d source(s) in %s", len(hp.sources), self.data_dir)
+            build_clips(hp.sources, self.data_dir, hp.transfer_checkpoint, self.build_config(), hp.heads_dir)
         if hp.synthetic_clips > 0 and not self._has_clips():
             logger.info("writing %d synthetic clips to %s", hp.synthetic_clips, self.data_dir)
             write_synthetic_dataset(self.data_dir, hp.synthetic_clips, max(1, hp.synthetic_clips // 8),
@@ -74,8 +114,8 @@ class VideoDataModule(L.LightningDataModule):
         files = _clip_files(self.data_dir)
         if not files:
             raise FileNotFoundError(
-                f"no *.safetensors clips in {self.data_dir} or {self.data_dir / 'train'}: build clips there, or set "
-                "data.init_args.synthetic_clips > 0 to write toy clips"
+                f"no *.safetensors clips in {self.data_dir} or {self.data_dir / 'train'}: build clips there "
+                "(exp-clips, or data.init_args.sources), or set data.init_args.synthetic_clips > 0 to write toy clips"
             )
         subject = {f: str(read_metadata(f)["subject_id"]) for f in files}
         subjects = sorted(set(subject.values()))
