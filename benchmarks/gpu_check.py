@@ -14,6 +14,9 @@ Sections (each independent; a failing one is recorded and the next runs):
 * ``fit`` — ``fit_subject`` (synthetic subject, 16 frames, 256^2) with the detail stage on the GPU,
   scored against ground truth as ``head_accuracy.py`` does.
 * ``train_tiny`` — ``exp-train fit --config configs/expgen/tiny.yaml`` on the GPU in bf16-mixed.
+* ``pipeline`` — the real carphone video and a synthetic one -> fitted heads (detail fit on the GPU) ->
+  17-frame clips -> bf16-mixed training steps of the tiny DiffusionModule -> ``exp-animate``'s diffusion
+  branch on the GPU in bfloat16 with the saved weights.
 
 Results go to ``--json`` after every section (so a killed run keeps what it measured).
 
@@ -336,6 +339,54 @@ def section_train_tiny(device: torch.device, smoke: bool, out: Path) -> list[dic
              "last_val_line": val[-1].strip() if val else ""}]
 
 
+def section_pipeline(device: torch.device, smoke: bool, out: Path) -> list[dict[str, Any]]:
+    """Real video -> fitted heads -> clips -> a few bf16 training steps -> exp-animate's diffusion branch."""
+    import lightning as L
+
+    from expgen import DiffusionModule, VideoDataModule
+    from expgen.data import ClipBuildConfig, build_clips
+    from expgen.defaults import default_driving_video, real_driving_video
+    from expgen.pipeline import AnimateConfig, animate
+    from exphead.fitting import FitConfig
+    from exphead.head_model import HeadModel
+    from exphead.tracking.tracker import TrackerConfig
+
+    gpu = device.type == "cuda"
+    frames, size, steps = (5, 64, 2) if smoke else (17, 256, 30)
+    model = HeadModel()
+    sources = [str(real_driving_video()), str(default_driving_video(model=model))]
+    fit = FitConfig(image_size=128, steps=10 if smoke else 100, show_progress=False,
+                    tracker=TrackerConfig(rigid_steps=20, steps=40) if smoke else TrackerConfig(),
+                    accelerator="gpu" if gpu else "cpu")
+    clock = time.perf_counter()
+    report = build_clips(sources, out / "clips", None, ClipBuildConfig(num_frames=frames, size=size, driving="fitted",
+                                                                       max_frames=30 if smoke else None, fit=fit),
+                         heads_dir=out / "heads", model=model)
+    row: dict[str, Any] = {"case": "real+synthetic video -> clips -> train -> animate", "clips": len(report.clips),
+                           "build_clips_s": time.perf_counter() - clock}
+    data = VideoDataModule(str(out / "clips"), batch_size=2, num_frames=frames, resolution=size, val_fraction=0.5)
+    module = DiffusionModule(backbone="tiny", vae_loss_weight=1.0, lr=1e-3)
+    trainer = L.Trainer(accelerator="gpu" if gpu else "cpu", devices=1, precision="bf16-mixed" if gpu else "32-true",
+                        max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=2)
+    clock = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    row["train_s"] = time.perf_counter() - clock
+    row["train_loss"] = trainer.callback_metrics["train_loss"].item()
+    module.save_pretrained(out / "tiny-weights")
+    cfg = AnimateConfig(size=size, fit_size=128, max_frames=frames, generator="diffusion",
+                        generator_weights=str(out / "tiny-weights"), device=str(device),
+                        dtype="bfloat16" if gpu else "float32", show_progress=False, fit_steps=20,
+                        tracker=TrackerConfig(rigid_steps=20, steps=40))
+    clock = time.perf_counter()
+    result = animate(None, sources[0], AnimateConfig(**{**cfg.__dict__, "mode": "self"}), model=model)
+    row["animate_s"] = time.perf_counter() - clock
+    row["generate_s"] = result.timings["generate"]
+    row["animate_frames"] = tuple(result.frames.shape)
+    row["animate_finite"] = bool(torch.isfinite(result.frames).all())
+    return [row]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, required=True)
@@ -353,8 +404,8 @@ def main() -> None:
         t0 = time.perf_counter()
         print(f"== {name} ({t0 - start:.0f} s)", flush=True)
         try:
-            if name == "train_tiny":
-                rows = section_train_tiny(device, args.smoke, args.json.parent)
+            if name in ("train_tiny", "pipeline"):
+                rows = globals()[f"section_{name}"](device, args.smoke, args.json.parent)
             else:
                 rows = globals()[f"section_{name}"](device, args.smoke)
             results[name] = {"rows": rows, "seconds": time.perf_counter() - t0}
