@@ -339,7 +339,8 @@ def section_train_tiny(device: torch.device, smoke: bool, out: Path) -> list[dic
              "last_val_line": val[-1].strip() if val else ""}]
 
 
-def section_pipeline(device: torch.device, smoke: bool, out: Path) -> list[dict[str, Any]]:
+def section_pipeline(device: torch.device, smoke: bool, out: Path, sources: list[str] | None = None
+                     ) -> list[dict[str, Any]]:
     """Real video -> fitted heads -> clips -> a few bf16 training steps -> exp-animate's diffusion branch."""
     import lightning as L
 
@@ -354,7 +355,7 @@ def section_pipeline(device: torch.device, smoke: bool, out: Path) -> list[dict[
     gpu = device.type == "cuda"
     frames, size, steps = (5, 64, 2) if smoke else (17, 256, 30)
     model = HeadModel()
-    sources = [str(real_driving_video()), str(default_driving_video(model=model))]
+    sources = sources or [str(real_driving_video()), str(default_driving_video(model=model))]
     fit = FitConfig(image_size=128, steps=10 if smoke else 100, show_progress=False,
                     tracker=TrackerConfig(rigid_steps=20, steps=40) if smoke else TrackerConfig(),
                     accelerator="gpu" if gpu else "cpu")
@@ -392,6 +393,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--sections", default="render,dit,wan14b,fit,train_tiny")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, runs on CPU: checks the script itself")
+    ap.add_argument("--sources", nargs="+", help="pipeline: videos / frame folders (default: carphone + synthetic)")
     ap.add_argument("--budget-s", type=float, default=1e9, help="skip sections that start after this many seconds")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -404,8 +406,10 @@ def main() -> None:
         t0 = time.perf_counter()
         print(f"== {name} ({t0 - start:.0f} s)", flush=True)
         try:
-            if name in ("train_tiny", "pipeline"):
-                rows = globals()[f"section_{name}"](device, args.smoke, args.json.parent)
+            if name == "pipeline":
+                rows = section_pipeline(device, args.smoke, args.json.parent, args.sources)
+            elif name == "train_tiny":
+                rows = section_train_tiny(device, args.smoke, args.json.parent)
             else:
                 rows = globals()[f"section_{name}"](device, args.smoke)
             results[name] = {"rows": rows, "seconds": time.perf_counter() - t0}

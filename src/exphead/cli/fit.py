@@ -17,6 +17,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="video file, folder of frames, image, or an exp-synth subject folder")
     p.add_argument("-o", "--out", required=True, help="output folder (head.json + head.safetensors, checkpoints)")
     p.add_argument("--maps", help="folder with normals/ and/or depth/ maps named like the frames")
+    p.add_argument("--normal-model", metavar="PATH",
+                   help="DAViD surface-normal ONNX model estimating the normal maps (default $EXPPORTRAIT_DAVID_NORMAL "
+                        "when no normal maps are given); needs pip install 'expportrait[onnx]'")
+    p.add_argument("--depth-model", metavar="PATH",
+                   help="DAViD relative-depth ONNX model estimating the depth maps (default $EXPPORTRAIT_DAVID_DEPTH "
+                        "when no depth maps are given)")
+    p.add_argument("--normal-frame", choices=["auto", "opengl", "opencv"], default="auto",
+                   help="axes of the normal model's output: opengl (y up, z to the camera), opencv (y down, z forward) "
+                        "or auto (from the sign of n_z at the image centre; default)")
     p.add_argument("--size", type=int, default=256, help="square crop size the fit runs at (default 256)")
     p.add_argument("--steps", type=int, default=300, help="detail-stage optimisation steps (default 300)")
     p.add_argument("--frames-per-step", type=int, default=4)
@@ -24,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="use at most this many frames")
     p.add_argument("--on-missing-face", choices=["skip", "fail"], default="skip",
                    help="frames without a face: skip with a warning, or fail (default skip)")
-    p.add_argument("--depth-alignment", choices=["none", "shift", "scale_shift"], default="none",
-                   help="'scale_shift' for relative depth estimates (DAViD); 'none' for metric depth")
+    p.add_argument("--depth-alignment", choices=["auto", "none", "shift", "scale_shift"], default="auto",
+                   help="depth targets' alignment to the render: auto (default) = scale_shift for depth from "
+                        "--depth-model (relative), none for metric depth maps")
     p.add_argument("--smplx", help="SMPLX_NEUTRAL.npz (default: $SMPLX_MODEL_PATH or the embedded procedural model)")
     p.add_argument("--export", action="store_true", help="also write neutral.ply and frame_000000.ply")
     return p
@@ -36,11 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = FitConfig(image_size=args.size, steps=args.steps, frames_per_step=args.frames_per_step,
                     on_missing_face=args.on_missing_face, max_frames=args.max_frames, stride=args.stride,
-                    depth_alignment=args.depth_alignment)
+                    depth_alignment=args.depth_alignment, normal_model=args.normal_model,
+                    depth_model=args.depth_model, normal_frame=args.normal_frame)
     try:
         model = HeadModel(args.smplx)
         head = fit_subject(args.source, args.out, cfg, model=model, maps=args.maps)
-    except (MediaError, NoFaceError, FileNotFoundError, ValueError) as err:
+    except (MediaError, NoFaceError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"exp-fit: error: {err}", file=sys.stderr)
         return 2
     if args.export:

@@ -26,7 +26,7 @@ from exphead.tracking.tracker import TrackerConfig, TrackingResult, track_landma
 
 from .data import SubjectDataModule
 from .module import DetailLossWeights, HeadFitModule
-from .targets import FitTargets, maps_from_folder
+from .targets import FitTargets, NormalFrame, OnnxMapEstimator, maps_from_folder, resolve_map_model
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,11 @@ class FitConfig:
     lr_detail: float = 0.1
     lr_params: float = 3e-3
     static_init_mm: float = 2.0
-    depth_alignment: Literal["none", "shift", "scale_shift"] = "none"
+    # "auto": scale_shift when the depth comes from an ONNX model (relative depth), else none (metric depth)
+    depth_alignment: Literal["auto", "none", "shift", "scale_shift"] = "auto"
+    normal_model: str | None = None  # DAViD normal ONNX model (default $EXPPORTRAIT_DAVID_NORMAL)
+    depth_model: str | None = None  # DAViD depth ONNX model (default $EXPPORTRAIT_DAVID_DEPTH)
+    normal_frame: NormalFrame = "auto"  # axes of the normal model's output (auto: from the visible side)
     checkpoint_every: int = 50  # steps between checkpoints (resume point of a killed fit)
     crop: bool = True  # False: frames are already aligned square crops (e.g. synthetic subjects)
     on_missing_face: Literal["skip", "fail"] = "skip"
@@ -53,16 +57,78 @@ class FitConfig:
     show_progress: bool = True
 
 
+def add_maps(targets: FitTargets, normal_model: str | os.PathLike | None = None,
+             depth_model: str | os.PathLike | None = None, normal_frame: NormalFrame = "auto",
+             given: bool = True, use_env: bool = True) -> FitTargets:
+    """``targets`` with normal / depth maps estimated by DAViD ONNX models on ``targets.frames``.
+
+    A model is ``normal_model`` / ``depth_model``, else (``use_env``) ``$EXPPORTRAIT_DAVID_NORMAL`` /
+    ``$EXPPORTRAIT_DAVID_DEPTH``; a model from the environment only fills a map kind that is missing.
+    Where ``targets`` already holds a map of the same kind, an explicit model is an error with
+    ``given=True`` (maps the user passed) and replaces the maps with ``given=False`` (maps found in
+    an ``exp-synth`` folder).
+
+    Raises:
+        ValueError: a map kind given both as maps and as an explicit model, or no frames to run on.
+    """
+    maps, sources = {"normal": targets.normal, "depth": targets.depth}, dict(targets.map_source)
+    estimated = {}
+    for kind, arg in (("normal", normal_model), ("depth", depth_model)):
+        if maps[kind] is not None and arg is None:
+            continue  # a model from the environment only fills a missing kind
+        path = resolve_map_model(arg, kind, use_env)
+        if path is None:
+            continue
+        if maps[kind] is not None:
+            if given:
+                raise ValueError(f"{kind} maps given twice: from {sources.get(kind, 'the targets')} and from the "
+                                 f"ONNX model {path}; drop one (--maps folder's {kind} maps or --{kind}-model)")
+            logger.info("%s maps: the ONNX model %s replaces %s", kind, path, sources.get(kind, "the folder's maps"))
+        if targets.frames is None:
+            raise ValueError(f"the {kind} ONNX model {path} needs the frames, but these targets have none")
+        estimated[kind] = OnnxMapEstimator(path, kind, normal_frame)(targets.frames)
+        sources[kind] = f"onnx:{path}"
+    if not estimated:
+        return targets
+    had = [k for k, m in maps.items() if m is not None]
+    maps.update(estimated)
+    # the foreground of the targets stays unless every map it came from was replaced; model maps cover
+    # every pixel, and the fit's losses only count pixels the rendered head covers
+    mask = targets.mask
+    if mask is None or (had and all(k in estimated for k in had)):
+        mask = torch.ones_like(targets.frames[:, :1])
+    return FitTargets(targets.landmarks, targets.valid, targets.height, targets.width, maps["normal"], maps["depth"],
+                      mask, targets.frames, sources)
+
+
+def resolve_depth_alignment(mode: str, targets: FitTargets) -> str:
+    """``"auto"`` -> ``"scale_shift"`` for depth from an ONNX model (relative), else ``"none"``."""
+    source = targets.map_source.get("depth", "")
+    relative = source.startswith("onnx:")
+    if mode == "auto":
+        mode = "scale_shift" if relative else "none"
+        if relative:
+            logger.info("depth from %s is relative: depth_alignment=scale_shift (per-frame least-squares scale and "
+                        "shift onto the rendered depth)", source.removeprefix("onnx:"))
+    elif relative and mode != "scale_shift":
+        logger.warning("depth from %s is relative (unknown scale and shift) but depth_alignment=%r; "
+                       "'scale_shift' or 'auto' fits it", source.removeprefix("onnx:"), mode)
+    return mode
+
+
 def load_targets(source: str | os.PathLike, image_size: int = 256, maps: str | os.PathLike | None = None,
                  detector: LandmarkDetector | None = None, crop: bool = True,
                  on_missing: Literal["skip", "fail"] = "skip", max_frames: int | None = None,
-                 stride: int = 1) -> FitTargets:
-    """Frames and landmarks of a video / image folder / image (and maps from ``maps``).
+                 stride: int = 1, normal_model: str | os.PathLike | None = None,
+                 depth_model: str | os.PathLike | None = None, normal_frame: NormalFrame = "auto") -> FitTargets:
+    """Frames and landmarks of a video / image folder / image, with maps from ``maps`` and/or ONNX models.
 
     A folder with ``frames/`` (and optionally ``landmarks.npy``, ``normals/``, ``depth/``), as written
-    by ``exp-synth``, is read as it is: its frames are taken as already cropped.
+    by ``exp-synth``, is read as it is: its frames are taken as already cropped, and its maps are
+    used unless ``maps`` or a model of the same kind is given (see :func:`add_maps`). The
+    ``$EXPPORTRAIT_DAVID_*`` variables are not read here (tracking needs no maps): :func:`fit_subject` reads them.
     """
-    root = Path(source)
+    root, given = Path(source), maps is not None
     frames_dir = root / "frames" if (root / "frames").is_dir() else root
     frames, _ = read_frames(frames_dir, stride=stride, max_frames=max_frames)
     lm_file = root / "landmarks.npy" if root.is_dir() else None
@@ -71,7 +137,7 @@ def load_targets(source: str | os.PathLike, image_size: int = 256, maps: str | o
         valid = np.isfinite(landmarks).all((1, 2))
         crop = False
         if maps is None and ((root / "normals").is_dir() or (root / "depth").is_dir()):
-            maps = root
+            maps = root  # the subject folder's own maps: not "given" (a model may replace them)
     else:
         detector = detector or DlibLandmarkDetector()
         if crop:
@@ -82,12 +148,14 @@ def load_targets(source: str | os.PathLike, image_size: int = 256, maps: str | o
     if crop is False and (h, w) != (image_size, image_size):
         logger.info("frames are %dx%d (not cropped): fitting at that size", h, w)
     normal = depth = None
+    sources = {}
     if maps is not None:
-        normal, depth = maps_from_folder(maps, len(frames), stride=stride if Path(maps) != root else stride)
-    else:
-        logger.warning("no normal/depth targets: fitting landmarks only (pass maps= or a DAViD ONNX model)")
-    return FitTargets(torch.from_numpy(landmarks), torch.from_numpy(valid), h, w, normal=normal, depth=depth,
-                      frames=to_tensor(frames))
+        normal, depth = maps_from_folder(maps, len(frames), stride=stride)
+        sources = {k: f"folder:{Path(maps) / sub}" for k, sub, m in (("normal", "normals", normal),
+                                                                    ("depth", "depth", depth)) if m is not None}
+    targets = FitTargets(torch.from_numpy(landmarks), torch.from_numpy(valid), h, w, normal=normal, depth=depth,
+                         frames=to_tensor(frames), map_source=sources)
+    return add_maps(targets, normal_model, depth_model, normal_frame, given=given, use_env=False)
 
 
 def synthetic_targets(model: HeadModel, seed: int, num_frames: int = 16, image_size: int = 256) -> FitTargets:
@@ -98,7 +166,8 @@ def synthetic_targets(model: HeadModel, seed: int, num_frames: int = 16, image_s
         subject = make_subject(model, seed, num_frames, height=image_size, width=image_size)
         r = render_subject(model, subject)
     valid = torch.ones(num_frames, dtype=torch.bool)
-    return FitTargets(r.landmarks, valid, image_size, image_size, r.normal, r.depth, r.mask, r.rgb)
+    return FitTargets(r.landmarks, valid, image_size, image_size, r.normal, r.depth, r.mask, r.rgb,
+                      {"normal": f"synthetic:{seed}", "depth": f"synthetic:{seed}"})
 
 
 def track(source: str | os.PathLike | FitTargets, model: HeadModel | None = None,
@@ -115,15 +184,23 @@ def fit_subject(source: str | os.PathLike | FitTargets, out_dir: str | os.PathLi
     """Fit a personalized head (Sec. 3.1) to a video, a folder of frames, one image, or targets.
 
     With ``out_dir``, tracking and Lightning checkpoints are kept there so a killed fit resumes,
-    and the head is saved to ``out_dir`` (``head.json`` + ``head.safetensors``) at the end.
+    and the head is saved to ``out_dir`` (``head.json`` + ``head.safetensors``) at the end. Normal and
+    depth targets come from ``maps`` (a folder), from the DAViD ONNX models of ``config`` (or
+    ``$EXPPORTRAIT_DAVID_NORMAL`` / ``$EXPPORTRAIT_DAVID_DEPTH``), or the fit uses landmarks alone;
+    ``head.meta["map_source"]`` says which.
     """
     cfg = config or FitConfig()
     model = model or HeadModel()
     if isinstance(source, FitTargets):
-        targets = source
+        targets = add_maps(source, cfg.normal_model, cfg.depth_model, cfg.normal_frame)
     else:
         targets = load_targets(source, cfg.image_size, maps, detector, cfg.crop, cfg.on_missing_face,
-                               cfg.max_frames, cfg.stride)
+                               cfg.max_frames, cfg.stride, cfg.normal_model, cfg.depth_model, cfg.normal_frame)
+        targets = add_maps(targets, normal_frame=cfg.normal_frame)  # $EXPPORTRAIT_DAVID_* for missing kinds
+    if not targets.has_maps:
+        logger.warning("no normal/depth maps: fitting landmarks only (pass maps, --normal-model/--depth-model, or "
+                       "set $EXPPORTRAIT_DAVID_NORMAL/$EXPPORTRAIT_DAVID_DEPTH)")
+    depth_alignment = resolve_depth_alignment(cfg.depth_alignment, targets)
     out = Path(out_dir) if out_dir is not None else None
     data = SubjectDataModule(frames_per_step=cfg.frames_per_step, cache_dir=str(out) if out else None,
                              tracker=cfg.tracker, targets=targets, model=model)
@@ -131,7 +208,7 @@ def fit_subject(source: str | os.PathLike | FitTargets, out_dir: str | os.PathLi
     static_init = cfg.static_init_mm if targets.has_maps else 0.0  # no dense evidence: no static prior offset
     module = HeadFitModule(targets.num_frames, model=model, weights=cfg.weights, lr_detail=cfg.lr_detail,
                            lr_params=cfg.lr_params, static_init_mm=static_init,
-                           depth_alignment=cfg.depth_alignment, image_size=(targets.height, targets.width))
+                           depth_alignment=depth_alignment, image_size=(targets.height, targets.width))
     module.initialize_from(data.tracking.params, data.tracking.camera)
     callbacks, ckpt = [], None
     if out is not None:
@@ -149,6 +226,8 @@ def fit_subject(source: str | os.PathLike | FitTargets, out_dir: str | os.PathLi
     head = head_from_module(module, meta={"source": str(source) if not isinstance(source, FitTargets) else "tensors",
                                           "tracking_error_px": float(data.tracking.error_px.nanmean()),
                                           "has_maps": targets.has_maps, "steps": cfg.steps,
+                                          "map_source": dict(targets.map_source) or "landmarks only",
+                                          "depth_alignment": depth_alignment,
                                           "resumed_from_step": int(resumed_from)})
     if out is not None:
         head.save(out)

@@ -2,25 +2,31 @@
 
 Maps come from a folder (``normals/`` and ``depth/`` sub-folders of ``.npy``, ``.png`` or
 ``.exr`` files named like the frames, as written by the synthetic-subject generator), from a
-DAViD-style ONNX estimator (:class:`OnnxMapEstimator`), or are absent (landmarks only).
+DAViD ONNX model (:class:`OnnxMapEstimator`), or are absent (landmarks only).
 Conventions: normals in camera space (OpenCV axes, unit length, 0 where empty); ``.png``
-normals are encoded ``(n + 1) / 2``; depth in scene units with 0 = empty.
+normals are encoded ``(n + 1) / 2``; depth from files in scene units with 0 = empty, depth
+from a model relative (larger = farther, unknown scale and shift).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import imageio.v3 as iio
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 logger = logging.getLogger(__name__)
 MAP_SUFFIXES = (".npy", ".png", ".exr")
+MODEL_ENV = {"normal": "EXPPORTRAIT_DAVID_NORMAL", "depth": "EXPPORTRAIT_DAVID_DEPTH"}
+DAVID_INPUT_SIZE = 512
+NormalFrame = Literal["auto", "opengl", "opencv"]
 
 
 @dataclass
@@ -30,9 +36,10 @@ class FitTargets:
     Attributes:
         landmarks: ``F x 68 x 2`` pixels (NaN where missing); valid: ``F`` bool.
         normal: ``F x 3 x H x W`` camera-space unit normals (0 where empty) or None.
-        depth: ``F x 1 x H x W`` scene units (0 = empty) or None.
+        depth: ``F x 1 x H x W`` scene units (0 = empty), or relative depth from a model, or None.
         mask: ``F x 1 x H x W`` float foreground or None (derived from the maps when absent).
         frames: ``F x 3 x H x W`` RGB in [0, 1] or None (kept for previews and texture).
+        map_source: where each map came from, e.g. ``{"normal": "onnx:/m/normal.onnx"}``.
     """
 
     landmarks: Tensor
@@ -43,6 +50,7 @@ class FitTargets:
     depth: Tensor | None = None
     mask: Tensor | None = None
     frames: Tensor | None = None
+    map_source: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         f = self.landmarks.shape[0]
@@ -109,43 +117,156 @@ def maps_from_folder(root: str | os.PathLike, count: int, stride: int = 1) -> tu
     return normal, depth
 
 
-class OnnxMapEstimator:
-    """Normal or depth estimation with a DAViD-style ONNX model (``pip install onnxruntime``).
-
-    The model takes ``1 x 3 x S x S`` float RGB in [0, 1] (``S`` = ``input_size``) and returns
-    ``1 x 3 x S x S`` camera-space normals (``kind="normal"``) or ``1 x 1 x S x S`` depth
-    (``kind="depth"``), resized back to the frame size. Set ``flip_yz=True`` for models that
-    output OpenGL-convention normals (y up, z towards the camera).
+def resolve_map_model(path: str | os.PathLike | None, kind: str, use_env: bool = True) -> Path | None:
+    """The ONNX model for ``kind`` (``"normal"`` or ``"depth"``) maps: ``path``, else (with ``use_env``)
+    ``$EXPPORTRAIT_DAVID_<KIND>``, else None.
 
     Raises:
-        FileNotFoundError: the model file is missing (pass ``--normal-model`` / ``--depth-model``).
-        ImportError: onnxruntime is not installed.
+        FileNotFoundError: the named file is missing (names the option and the environment variable).
+    """
+    if kind not in MODEL_ENV:
+        raise ValueError(f"map kind must be 'normal' or 'depth', got {kind!r}")
+    env, origin = MODEL_ENV[kind], "argument"
+    if path is None and use_env and os.environ.get(env):
+        path, origin = os.environ[env], f"${env}"
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"DAViD {kind} model not found: {p} (from {origin}). Download the {kind} ONNX model listed at "
+            f"https://github.com/microsoft/DAViD and pass it with --{kind}-model (FitConfig.{kind}_model) or ${env}.")
+    return p
+
+
+def pad_to_square(images: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    """``B x C x H x W`` -> ``B x C x L x L`` with ``L = max(H, W)``: centred, borders replicated (as DAViD's
+    ``prepare_image_for_model``). Also returns the ``(top, left)`` padding, to crop the maps back."""
+    h, w = images.shape[-2:]
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    return F.pad(images, (left, side - w - left, top, side - h - top), mode="replicate"), (top, left)
+
+
+def _is_dim(value: object, size: int) -> bool:
+    """A declared ONNX dimension matches ``size`` (symbolic / unknown dimensions match anything)."""
+    return not isinstance(value, int) or value == size
+
+
+class OnnxMapEstimator:
+    """Normal or relative-depth maps from a DAViD ONNX model (Saleh et al., ICCV 2025).
+
+    The DAViD contract (microsoft/DAViD runtime and model cards): one input ``1 x 3 x 512 x 512``
+    float32 **BGR** in [0, 1] (no mean/std), the frame replicate-padded to a centred square and
+    resized; the normal model returns ``1 x 3 x S x S`` XYZ normals (unit length after
+    re-normalising), the depth model ``1 x S x S`` relative depth with closer = larger (its runtime
+    negates it); the multi-task model returns ``[depth, normal, foreground]`` with depth not
+    negated. Outputs are resized back onto the square, un-padded and returned as:
+
+    * normals ``F x 3 x H x W``: unit, in the library's camera frame (OpenCV: x right, y down,
+      z forward; visible surfaces have ``n_z < 0``). ``normal_frame`` gives the model's frame:
+      ``"opengl"`` (y up, z towards the camera), ``"opencv"``, or ``"auto"``: decided once, on the
+      first frames, from the sign of the median ``n_z`` at the image centre (visible surfaces face
+      the camera; with x right, that sign fixes the right-handed frame).
+    * depth ``F x 1 x H x W``: relative, larger = farther, unknown scale and shift (fit it with
+      ``depth_alignment="scale_shift"``).
+
+    Raises:
+        FileNotFoundError: the model file is missing.
+        ImportError: onnxruntime is not installed (``pip install 'expportrait[onnx]'``).
+        ValueError: the graph's input is not ``B x 3 x S x S`` float, or its output is not the
+            layout of a DAViD ``kind`` model.
     """
 
-    def __init__(self, path: str | os.PathLike, kind: str = "normal", input_size: int = 512,
-                 flip_yz: bool = False) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX {kind} model not found: {path} (pass its path with --{kind}-model)")
+    def __init__(self, path: str | os.PathLike, kind: Literal["normal", "depth"] = "normal",
+                 normal_frame: NormalFrame = "auto", input_size: int = DAVID_INPUT_SIZE,
+                 invert_depth: bool | None = None) -> None:
+        if kind not in MODEL_ENV:
+            raise ValueError(f"kind must be 'normal' or 'depth', got {kind!r}")
+        if normal_frame not in ("auto", "opengl", "opencv"):
+            raise ValueError(f"normal_frame must be 'auto', 'opengl' or 'opencv', got {normal_frame!r}")
+        self.path, self.kind = Path(path), kind
+        if not self.path.is_file():
+            raise FileNotFoundError(f"DAViD {kind} model not found: {self.path} (pass it with --{kind}-model "
+                                    f"or ${MODEL_ENV[kind]})")
         try:
-            import onnxruntime
+            import onnxruntime as ort
         except ImportError as err:
-            raise ImportError("OnnxMapEstimator needs onnxruntime: pip install 'expportrait[onnx]'") from err
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.kind, self.size, self.flip_yz = kind, input_size, flip_yz
+            raise ImportError("DAViD ONNX models need onnxruntime: pip install 'expportrait[onnx]'") from err
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                     if p in ort.get_available_providers()]
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as err:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
+            raise ValueError(f"{self.path} is not a readable ONNX model: {err}") from err
+        self.frame = None if normal_frame == "auto" else normal_frame
+        self.input_name, self.size = self._check_input(input_size)
+        outputs = self.session.get_outputs()
+        index = 0 if len(outputs) == 1 or kind == "depth" else 1  # multi-task order: depth, normal, foreground
+        self.output_name = outputs[index].name
+        self._check_output(tuple(outputs[index].shape))
+        self.invert_depth = len(outputs) == 1 if invert_depth is None else invert_depth
 
-    def __call__(self, frames: Tensor) -> Tensor:
-        """``F x 3 x H x W`` RGB in [0, 1] -> ``F x C x H x W`` maps."""
-        h, w = frames.shape[-2:]
-        name = self.session.get_inputs()[0].name
-        outs = []
-        for f in frames:
-            x = torch.nn.functional.interpolate(f[None], (self.size, self.size), mode="bilinear", antialias=True)
-            y = torch.from_numpy(self.session.run(None, {name: x.numpy().astype(np.float32)})[0])
-            outs.append(torch.nn.functional.interpolate(y, (h, w), mode="bilinear"))
-        out = torch.cat(outs)
+    def _check_input(self, input_size: int) -> tuple[str, int]:
+        inputs = self.session.get_inputs()
+        shape = tuple(inputs[0].shape) if len(inputs) == 1 else ()
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)" or len(shape) != 4 or not _is_dim(shape[1], 3):
+            got = [(i.name, i.type, i.shape) for i in inputs]
+            raise ValueError(f"{self.path}: the graph takes {got}; a DAViD model takes one float32 input "
+                             "B x 3 x S x S (BGR in [0, 1])")
+        h, w = shape[2:]
+        if isinstance(h, int) and isinstance(w, int):
+            if h != w:
+                raise ValueError(f"{self.path}: input {inputs[0].name!r} is {h} x {w}; a DAViD model takes a square "
+                                 "S x S image")
+            return inputs[0].name, h
+        return inputs[0].name, input_size
+
+    def _check_output(self, shape: tuple) -> None:
         if self.kind == "normal":
-            if self.flip_yz:
-                out = out * torch.tensor([1.0, -1.0, -1.0])[None, :, None, None]
-            out = torch.nn.functional.normalize(out, dim=1)
-        return out
+            ok = len(shape) == 4 and _is_dim(shape[1], 3)
+        else:
+            ok = len(shape) == 3 or (len(shape) == 4 and _is_dim(shape[1], 1))
+        if not ok:
+            want = "B x 3 x S x S" if self.kind == "normal" else "B x S x S or B x 1 x S x S"
+            raise ValueError(f"{self.path}: output {self.output_name!r} has shape {list(shape)}, but a DAViD "
+                             f"{self.kind} model returns {want} (is this the model of another task?)")
+
+    def _to_camera_frame(self, normal: Tensor) -> Tensor:
+        """``F x 3 x H x W`` unit normals in the model's frame -> the OpenCV camera frame."""
+        if self.frame is None:
+            h, w = normal.shape[-2:]
+            z = normal[:, 2, h // 4: h - h // 4, w // 4: w - w // 4].median().item()
+            self.frame = "opengl" if z > 0 else "opencv"
+            log = logger.warning if abs(z) < 0.2 else logger.info
+            log("%s: median n_z %+.2f at the image centre -> %s normals (%s); converting to OpenCV axes (set "
+                "normal_frame to override)", self.path.name, z, self.frame,
+                "y up, z towards the camera" if self.frame == "opengl" else "y down, z forward")
+        if self.frame == "opengl":
+            return normal * normal.new_tensor([1.0, -1.0, -1.0])[None, :, None, None]
+        return normal
+
+    @torch.no_grad()
+    def __call__(self, frames: Tensor) -> Tensor:
+        """``F x 3 x H x W`` RGB in [0, 1] -> normals ``F x 3 x H x W`` or relative depth ``F x 1 x H x W``."""
+        if frames.dim() != 4 or frames.shape[1] != 3:
+            raise ValueError(f"frames must be F x 3 x H x W RGB in [0, 1], got {tuple(frames.shape)}")
+        h, w = frames.shape[-2:]
+        logger.info("%s: %s maps for %d frames", self.path.name, self.kind, frames.shape[0])
+        outs = []
+        for frame in frames.detach().float().cpu():  # one at a time: 512 px inputs add up
+            square, (top, left) = pad_to_square(frame[None].flip(1))  # RGB -> BGR
+            side = square.shape[-1]
+            x = F.interpolate(square, (self.size, self.size), mode="bilinear", align_corners=False,
+                              antialias=side > self.size)
+            y = self.session.run([self.output_name], {self.input_name: x.contiguous().numpy()})[0]
+            self._check_output(y.shape)
+            y = torch.from_numpy(np.asarray(y, dtype=np.float32))
+            y = F.interpolate(y[:, None] if y.dim() == 3 else y, (side, side), mode="bilinear", align_corners=False)
+            outs.append(y[..., top: top + h, left: left + w])
+        out = torch.cat(outs)
+        if self.kind == "depth":
+            return -out if self.invert_depth else out
+        return self._to_camera_frame(F.normalize(out, dim=1))
