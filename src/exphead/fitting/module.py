@@ -44,6 +44,8 @@ class DetailLossWeights:
     laplacian_static: float = 30.0  # L_lap on Δg
     laplacian_dynamic: float = 3.0  # L_lap on Δf(i) (wrinkles are sharp)
     smooth: float = 0.1  # temporal smoothness of per-frame parameters
+    depth_anchor: float = 1e-2  # per mm^2: relative depth (shift / scale_shift alignment) cannot fix the
+    # head's distance, so its camera-space z stays near the tracker's (without it the fit drifts ~10 cm)
 
 
 def static_prior(model: HeadModel, iterations: int = 30) -> Tensor:
@@ -92,6 +94,7 @@ class HeadFitModule(pl.LightningModule):
         self.jaw = nn.Parameter(init.jaw_pose.clone())
         self.rotation = nn.Parameter((init.neck_pose + init.head_pose).clone())
         self.transl = nn.Parameter(init.transl.clone())
+        self.register_buffer("transl_init", init.transl.clone())
         self.register_buffer("global_orient", init.global_orient[:1].clone())
         face = torch.nonzero(model.face_mask > 0).squeeze(1)
         self.register_buffer("face_index", face)
@@ -130,6 +133,7 @@ class HeadFitModule(pl.LightningModule):
         self.jaw.copy_(params.jaw_pose)
         self.rotation.copy_(params.neck_pose + params.head_pose)
         self.transl.copy_(params.transl)
+        self.transl_init.copy_(params.transl)
         self.global_orient.copy_(params.global_orient[:1])
         self.cam_K.copy_(camera.K)
         self.cam_R.copy_(camera.R)
@@ -173,6 +177,9 @@ class HeadFitModule(pl.LightningModule):
             if "depth" in batch:
                 target = align_depth(r.depth, batch["depth"], mask, self.hparams.depth_alignment)
                 terms["depth"] = masked_l1(r.depth / MM, target / MM, mask, w.depth_clamp_mm)
+                if self.hparams.depth_alignment != "none":
+                    dz = (self.transl[frames] - self.transl_init[frames]) @ self.cam_R[0, 2] / MM
+                    terms["depth_anchor"] = dz.pow(2).mean()
         dg, df = self.delta_g_mm, self.delta_f_mm(frames).view(frames.shape[0], -1, 3)
         face = self.model.face_mask[:, None]
         terms["expression"] = self.expression[frames].pow(2).sum(-1).mean()
