@@ -34,18 +34,8 @@ def test_cli_writes_video_and_previews(tmp_path, driving_video):
     assert (tmp_path / "astro_preview.png").is_file()
 
 
-def _mouth_opening(frames) -> torch.Tensor:
-    """Inner-lip gap over face height, from dlib landmarks of each frame."""
-    from exphead.media import to_uint8
-    from exphead.tracking.landmarks import detect_landmarks
-
-    lm, valid = detect_landmarks(to_uint8(frames), on_missing="fail")
-    lm = torch.from_numpy(lm)
-    return (lm[:, 66, 1] - lm[:, 62, 1]) / (lm[:, 8, 1] - lm[:, 27, 1])
-
-
 def _talking_frames(model, jaw: list[float]) -> np.ndarray:
-    """A synthetic driver whose mouth opens and closes on a known schedule (``F x 256 x 256 x 3``)."""
+    """A synthetic driver whose jaw opens and closes on a known schedule (``F x 256 x 256 x 3``)."""
     from exphead.media import to_uint8
     from exphead.synthetic.subject import make_subject, render_subject
 
@@ -55,17 +45,19 @@ def _talking_frames(model, jaw: list[float]) -> np.ndarray:
         return to_uint8(render_subject(model, subject).rgb)
 
 
-def test_result_keeps_identity_and_follows_the_mouth(head_model):
+def test_result_keeps_identity_on_a_synthetic_driver(head_model):
+    """Identity only: the synthetic mouth has no dark cavity, so dlib's inner-lip points barely move on it
+    (measured gap 0-0.013 of the face height); mouth following is tested on a real video in
+    test_animate_real.py."""
     from exphead.metrics.csim import csim  # dlib ResNet embedding
 
     frames = _talking_frames(head_model, [0.0, 0.3, 0.05, 0.25, 0.0, 0.3])
     cfg = AnimateConfig(**{**SMALL.__dict__, "size": 256, "fit_size": 128, "max_frames": None})
     result = animate(data.astronaut(), frames, cfg, model=head_model)
     assert result.generator == "geometric"
-    assert csim(result.frames, result.reference[None]) > 0.9  # dlib's same-person cosine is ~0.93+
-    # the generated mouth opens and closes with the driver's, frame by frame
-    corr = torch.corrcoef(torch.stack([_mouth_opening(result.frames), _mouth_opening(result.driving)]))[0, 1]
-    assert corr > 0.5, corr
+    assert result.driving_normals.shape == result.frames.shape == (6, 3, 256, 256)
+    per_frame = csim(result.frames, result.reference[None], reduction="none")
+    assert not per_frame.isnan().any() and per_frame.min() > 0.9, per_frame  # dlib's same-person cosine ~0.93+
 
 
 def test_no_face_in_reference_is_an_error_and_writes_nothing(tmp_path, driving_video):

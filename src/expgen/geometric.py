@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from exphead.camera import Camera
 from exphead.geometry import face_normals
-from exphead.render import interpolate, render_normal_depth
+from exphead.render import interpolate, normal_to_image, render_normal_depth
 
 MOUTH_COLOR = (0.16, 0.05, 0.05)
 
@@ -76,8 +76,9 @@ class GeometricGenerator:
     @torch.no_grad()
     def __call__(self, reference: Tensor, reference_vertices: Tensor, driving_vertices: Tensor, faces: Tensor,
                  camera: Camera, driving_landmarks: Tensor | None = None, chunk: int = 4,
-                 show_progress: bool = False) -> Tensor:
-        """Generate ``F x 3 x H x W`` frames in [0, 1].
+                 show_progress: bool = False, return_normals: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Generate ``F x 3 x H x W`` frames in [0, 1] (and, with ``return_normals``, the driving normal maps
+        ``F x 3 x H x W`` it renders on the way, encoded as :func:`exphead.render.normal_to_image` does).
 
         Args:
             reference: ``3 x H x W`` reference image in [0, 1].
@@ -92,12 +93,14 @@ class GeometricGenerator:
         ref_uv = camera.project(reference_vertices[None])[0]  # N x 2 pixels in the reference
         ref_area = face_normals(reference_vertices[None], faces, normalize=False).norm(dim=-1)[0]
         pix = torch.stack(torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")[::-1], -1)
-        frames = []
+        frames, normals = [], []
         starts = range(0, driving_vertices.shape[0], chunk)
         for s in tqdm(starts, desc="generate: geometric", disable=not show_progress):
             verts = driving_vertices[s:s + chunk]
             b = verts.shape[0]
             r = render_normal_depth(verts, faces, camera.expand(b))
+            if return_normals:
+                normals.append(normal_to_image(r.normal))
             mask = r.mask  # B x 1 x H x W
             uv = interpolate(ref_uv[None], r.fragments, faces)  # B x H x W x 2
             flow = (uv - pix) * mask.permute(0, 2, 3, 1)
@@ -127,7 +130,8 @@ class GeometricGenerator:
             shade = (-r.normal[:, 2:3]).clamp(0.3, 1.0)
             cavity = torch.tensor(MOUTH_COLOR, dtype=out.dtype)[None, :, None, None] * shade
             frames.append(out * (1 - gap) + cavity * gap)
-        return torch.cat(frames).clamp(0, 1)
+        out = torch.cat(frames).clamp(0, 1)
+        return (out, torch.cat(normals)) if return_normals else out
 
     @staticmethod
     def _inner_mouth(landmarks: Tensor, start: int, count: int, camera: Camera) -> Tensor:

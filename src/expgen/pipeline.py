@@ -134,17 +134,23 @@ def check_generator(cfg: AnimateConfig) -> None:
                                 "(--generator-weights / AnimateConfig.generator_weights)")
 
 
-def _generate(cfg: AnimateConfig, reference: Tensor, ref_normal_img: Tensor, drv_normal_img: Tensor,
+def _choose_generator(cfg: AnimateConfig) -> tuple[str, str]:
+    """The generator that runs, and why."""
+    if cfg.generator != "auto":
+        return cfg.generator, "requested"
+    if cfg.generator_weights:
+        return "diffusion", "weights given"
+    return "geometric", "no generator weights given (weights-free default)"
+
+
+def _generate(cfg: AnimateConfig, reference: Tensor, ref_normal_img: Tensor, drv_normal_img: Tensor | None,
               ref_vertices: Tensor, drv_vertices: Tensor, drv_landmarks: Tensor, faces: Tensor,
-              camera: Camera) -> tuple[Tensor, str, str]:
-    choice, reason = cfg.generator, "requested"
-    if choice == "auto":
-        choice = "diffusion" if cfg.generator_weights else "geometric"
-        reason = "weights given" if cfg.generator_weights else "no generator weights given (weights-free default)"
-    if choice == "geometric":
-        frames = GeometricGenerator()(reference, ref_vertices, drv_vertices, faces, camera, drv_landmarks,
-                                      show_progress=cfg.show_progress)
-        return frames, choice, reason
+              camera: Camera) -> tuple[Tensor, Tensor]:
+    """Frames ``F x 3 x S x S`` and the driving normal maps; the geometric generator renders the latter
+    itself (``drv_normal_img`` None), the diffusion generator is conditioned on them."""
+    if _choose_generator(cfg)[0] == "geometric":
+        return GeometricGenerator()(reference, ref_vertices, drv_vertices, faces, camera, drv_landmarks,
+                                    show_progress=cfg.show_progress, return_normals=True)
     if not cfg.generator_weights:
         raise FileNotFoundError("the diffusion generator needs weights: pass --generator-weights DIR (a folder "
                                 "written by DiffusionModule.save_pretrained)")
@@ -165,7 +171,7 @@ def _generate(cfg: AnimateConfig, reference: Tensor, ref_normal_img: Tensor, drv
         video = module.generate(reference[None], ref_normal_img[None], chunk[None], generator=gen,
                                 progress=cfg.show_progress)[0]
         out.append(video[: win - pad])
-    return torch.cat(out), choice, reason
+    return torch.cat(out), drv_normal_img
 
 
 def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, config: AnimateConfig | None = None,
@@ -221,19 +227,20 @@ def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, confi
     ref_neutral_posed = reference_vertices(ref_head, 0)  # N^R: V_neutral seen by the reference camera
     t["transfer"] = time.perf_counter() - clock
 
-    # 4. condition maps at the output size
+    # 4. condition maps at the output size (the geometric generator renders N^D itself, in step 5)
     clock = time.perf_counter()
+    name, reason = _choose_generator(cfg)
     camera = ref_head.camera.scaled(cfg.size, cfg.size)
     with torch.no_grad():
-        drv_normals = render_normal_images(drv_vertices, model.faces, camera)
+        drv_normals = render_normal_images(drv_vertices, model.faces, camera) if name == "diffusion" else None
         ref_normal = render_normal_images(ref_neutral_posed, model.faces, camera)[0]
     t["render"] = time.perf_counter() - clock
 
     # 5. generation
     clock = time.perf_counter()
     reference_out = _crop(ref_img[None], ref_box, cfg.size)[0]
-    out, name, reason = _generate(cfg, reference_out, ref_normal, drv_normals, ref_vertices, drv_vertices,
-                                  drv_landmarks, model.faces, camera)
+    out, drv_normals = _generate(cfg, reference_out, ref_normal, drv_normals, ref_vertices, drv_vertices,
+                                 drv_landmarks, model.faces, camera)
     t["generate"] = time.perf_counter() - clock
     logger.info("generator: %s (%s)", name, reason)
     return AnimateResult(out, _crop(frames, drv_box, cfg.size), reference_out, drv_normals, ref_normal, name, reason,
