@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth-model", metavar="PATH",
                    help="DAViD relative-depth ONNX model estimating the depth maps (default $EXPPORTRAIT_DAVID_DEPTH "
                         "when no depth maps are given)")
+    p.add_argument("--foreground-model", metavar="PATH",
+                   help="DAViD foreground-segmentation ONNX model whose matte (> 0.5) limits the model maps to the "
+                        "person (default: the multi-task model when it gives the maps, else "
+                        "$EXPPORTRAIT_DAVID_FOREGROUND); without one background pixels enter the losses")
     p.add_argument("--normal-frame", choices=["auto", "opengl", "opencv"], default="auto",
                    help="axes of the normal model's output: opengl (y up, z to the camera), opencv (y down, z forward) "
                         "or auto (from the sign of n_z at the image centre; default)")
@@ -47,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = FitConfig(image_size=args.size, steps=args.steps, frames_per_step=args.frames_per_step,
                     on_missing_face=args.on_missing_face, max_frames=args.max_frames, stride=args.stride,
                     depth_alignment=args.depth_alignment, normal_model=args.normal_model,
-                    depth_model=args.depth_model, normal_frame=args.normal_frame)
+                    depth_model=args.depth_model, foreground_model=args.foreground_model,
+                    normal_frame=args.normal_frame)
     try:
         model = HeadModel(args.smplx)
         head = fit_subject(args.source, args.out, cfg, model=model, maps=args.maps)

@@ -17,7 +17,7 @@ from exphead.head_model import HeadModel, HeadParams
 from exphead.io_utils import atomic_path
 from exphead.tracking.tracker import TrackerConfig, TrackingResult, track_landmarks
 
-from .targets import FitTargets
+from .targets import FitTargets, NormalFrame
 
 logger = logging.getLogger(__name__)
 
@@ -64,19 +64,27 @@ def load_tracking(path: str | os.PathLike) -> TrackingResult:
 class SubjectDataModule(pl.LightningDataModule):
     """Frames of one subject for :class:`~exphead.fitting.module.HeadFitModule`.
 
-    Give ``targets`` directly (Python), or a ``source`` (video, image folder or image; see
-    :func:`exphead.fitting.fit.load_targets`), or ``synthetic_seed`` for a generated subject with
+    Give ``targets`` directly (Python; taken as they are), or a ``source`` (video, image folder or image;
+    see :func:`exphead.fitting.fit.load_targets`), or ``synthetic_seed`` for a generated subject with
     exact normal and depth maps (how the configs in ``configs/exphead`` run on a fresh machine).
-    Tracking runs in :meth:`setup` and is cached in ``cache_dir`` (resumable).
+    Targets of a ``source`` or a seed go through :func:`exphead.fitting.fit.subject_targets`, as in
+    ``fit_subject``: DAViD ONNX models (``*_model``, else ``$EXPPORTRAIT_DAVID_*``) estimate the maps a
+    source lacks, and an explicit model replaces a synthetic subject's exact maps. Tracking runs in
+    :meth:`setup` and is cached in ``cache_dir`` (resumable).
 
     Args:
         frames_per_step: frames rendered per optimisation step (the batch size).
+        normal_model, depth_model, foreground_model: DAViD ONNX models (see ``FitConfig``); depth from a
+            model is relative, which ``HeadFitModule(depth_alignment="auto")`` fits by scale and shift.
+        normal_frame: axes of the normal model's output (``auto``, ``opengl`` or ``opencv``).
     """
 
     def __init__(self, source: str | None = None, synthetic_seed: int | None = None, num_frames: int = 16,
                  image_size: int = 256, maps: str | None = None, frames_per_step: int = 4,
                  cache_dir: str | None = None, tracker: TrackerConfig | None = None,
-                 targets: FitTargets | None = None, model: HeadModel | None = None) -> None:
+                 targets: FitTargets | None = None, model: HeadModel | None = None,
+                 normal_model: str | None = None, depth_model: str | None = None,
+                 foreground_model: str | None = None, normal_frame: NormalFrame = "auto") -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["targets", "model", "tracker"])
         self.targets, self.tracker = targets, tracker or TrackerConfig()
@@ -91,13 +99,17 @@ class SubjectDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.targets is None:
-            from .fit import load_targets, synthetic_targets
+            from .fit import FitConfig, subject_targets, synthetic_targets
 
             hp = self.hparams
+            cfg = FitConfig(image_size=hp.image_size, max_frames=hp.num_frames, normal_model=hp.normal_model,
+                            depth_model=hp.depth_model, foreground_model=hp.foreground_model,
+                            normal_frame=hp.normal_frame)
             if hp.source is not None:
-                self.targets = load_targets(hp.source, hp.image_size, maps=hp.maps, max_frames=hp.num_frames)
+                self.targets = subject_targets(hp.source, cfg, maps=hp.maps)
             elif hp.synthetic_seed is not None:
-                self.targets = synthetic_targets(self.model, hp.synthetic_seed, hp.num_frames, hp.image_size)
+                exact = synthetic_targets(self.model, hp.synthetic_seed, hp.num_frames, hp.image_size)
+                self.targets = subject_targets(exact, cfg, given=False)
             else:
                 raise ValueError("SubjectDataModule needs targets, a source or a synthetic_seed")
         if self.tracking is None:

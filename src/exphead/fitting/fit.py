@@ -26,7 +26,15 @@ from exphead.tracking.tracker import TrackerConfig, TrackingResult, track_landma
 
 from .data import SubjectDataModule
 from .module import DetailLossWeights, HeadFitModule
-from .targets import FitTargets, NormalFrame, OnnxMapEstimator, maps_from_folder, resolve_map_model
+from .targets import (
+    FOREGROUND_THRESHOLD,
+    FitTargets,
+    NormalFrame,
+    OnnxMapEstimator,
+    maps_from_folder,
+    resolve_depth_alignment,
+    resolve_map_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +55,9 @@ class FitConfig:
     depth_alignment: Literal["auto", "none", "shift", "scale_shift"] = "auto"
     normal_model: str | None = None  # DAViD normal ONNX model (default $EXPPORTRAIT_DAVID_NORMAL)
     depth_model: str | None = None  # DAViD depth ONNX model (default $EXPPORTRAIT_DAVID_DEPTH)
+    # DAViD foreground-segmentation ONNX model (default: the multi-task graph giving the maps, else
+    # $EXPPORTRAIT_DAVID_FOREGROUND): its matte > 0.5 limits maps from models to the person
+    foreground_model: str | None = None
     normal_frame: NormalFrame = "auto"  # axes of the normal model's output (auto: from the visible side)
     checkpoint_every: int = 50  # steps between checkpoints (resume point of a killed fit)
     crop: bool = True  # False: frames are already aligned square crops (e.g. synthetic subjects)
@@ -57,21 +68,49 @@ class FitConfig:
     show_progress: bool = True
 
 
-def add_maps(targets: FitTargets, normal_model: str | os.PathLike | None = None,
-             depth_model: str | os.PathLike | None = None, normal_frame: NormalFrame = "auto",
-             given: bool = True, use_env: bool = True) -> FitTargets:
-    """``targets`` with normal / depth maps estimated by DAViD ONNX models on ``targets.frames``.
+def _matte_model(explicit: str | os.PathLike | None, use_env: bool, sources: dict[str, str],
+                 estimators: dict[str, OnnxMapEstimator]) -> Path | None:
+    """The foreground model of :func:`add_maps`: explicit, else the multi-task graph that estimated maps in
+    this call, else ``$EXPPORTRAIT_DAVID_FOREGROUND``; the last two only for model maps not yet matted."""
+    if explicit is not None:
+        if "foreground" in sources:
+            raise ValueError(f"foreground given twice: from {sources['foreground']} and from the ONNX model "
+                             f"{explicit}; drop one")
+        return resolve_map_model(explicit, "foreground")
+    model_maps = [k for k in ("normal", "depth") if sources.get(k, "").startswith("onnx:")]
+    if "foreground" in sources or not model_maps:
+        return None
+    multi = [e.path for e in estimators.values() if e.multi_task]
+    if multi:
+        logger.info("foreground: the matte of the multi-task model %s", multi[0])
+        return multi[0]
+    return resolve_map_model(None, "foreground", use_env)
 
-    A model is ``normal_model`` / ``depth_model``, else (``use_env``) ``$EXPPORTRAIT_DAVID_NORMAL`` /
-    ``$EXPPORTRAIT_DAVID_DEPTH``; a model from the environment only fills a map kind that is missing.
-    Where ``targets`` already holds a map of the same kind, an explicit model is an error with
-    ``given=True`` (maps the user passed) and replaces the maps with ``given=False`` (maps found in
-    an ``exp-synth`` folder).
+
+def add_maps(targets: FitTargets, normal_model: str | os.PathLike | None = None,
+             depth_model: str | os.PathLike | None = None, foreground_model: str | os.PathLike | None = None,
+             normal_frame: NormalFrame = "auto", given: bool = True, use_env: bool = True) -> FitTargets:
+    """``targets`` with normal / depth maps and their foreground estimated by DAViD ONNX models on
+    ``targets.frames``.
+
+    A model is ``normal_model`` / ``depth_model`` / ``foreground_model``, else (``use_env``)
+    ``$EXPPORTRAIT_DAVID_NORMAL`` / ``_DEPTH`` / ``_FOREGROUND``; a model from the environment only fills a
+    map kind that is missing. Where ``targets`` already holds a map of the same kind, an explicit model is
+    an error with ``given=True`` (maps the user passed) and replaces the maps with ``given=False`` (maps
+    found in an ``exp-synth`` folder). A DAViD multi-task graph may be passed as any of the three.
+
+    The mask: model maps cover every pixel, so maps from models are limited to the foreground matte
+    thresholded at ``FOREGROUND_THRESHOLD`` (from ``foreground_model``, else the multi-task graph that
+    gave maps here, else ``$EXPPORTRAIT_DAVID_FOREGROUND``); without one, every pixel counts and the
+    background enters the losses wherever the rendered head covers it. Maps from folders keep the mask
+    of their non-zero pixels (times the matte of an explicit ``foreground_model``). With no maps at all
+    the foreground model is not run (and not recorded in ``map_source``).
 
     Raises:
         ValueError: a map kind given both as maps and as an explicit model, or no frames to run on.
     """
     maps, sources = {"normal": targets.normal, "depth": targets.depth}, dict(targets.map_source)
+    estimators: dict[str, OnnxMapEstimator] = {}
     estimated = {}
     for kind, arg in (("normal", normal_model), ("depth", depth_model)):
         if maps[kind] is not None and arg is None:
@@ -86,41 +125,47 @@ def add_maps(targets: FitTargets, normal_model: str | os.PathLike | None = None,
             logger.info("%s maps: the ONNX model %s replaces %s", kind, path, sources.get(kind, "the folder's maps"))
         if targets.frames is None:
             raise ValueError(f"the {kind} ONNX model {path} needs the frames, but these targets have none")
-        estimated[kind] = OnnxMapEstimator(path, kind, normal_frame)(targets.frames)
+        estimators[kind] = OnnxMapEstimator(path, kind, normal_frame)
+        estimated[kind] = estimators[kind](targets.frames)
         sources[kind] = f"onnx:{path}"
-    if not estimated:
-        return targets
     had = [k for k, m in maps.items() if m is not None]
     maps.update(estimated)
-    # the foreground of the targets stays unless every map it came from was replaced; model maps cover
-    # every pixel, and the fit's losses only count pixels the rendered head covers
+    matte_path = _matte_model(foreground_model, use_env, sources, estimators)
+    if maps["normal"] is None and maps["depth"] is None:
+        matte_path = None  # nothing to mask
+    if not estimated and matte_path is None:
+        return targets
+    # the foreground of the targets stays unless every map it came from was replaced
     mask = targets.mask
     if mask is None or (had and all(k in estimated for k in had)):
-        mask = torch.ones_like(targets.frames[:, :1])
+        mask = torch.ones(targets.num_frames, 1, targets.height, targets.width)
+    if matte_path is not None:
+        if targets.frames is None:
+            raise ValueError(f"the foreground ONNX model {matte_path} needs the frames, but these targets have none")
+        matte = OnnxMapEstimator(matte_path, "foreground")(targets.frames)
+        mask = mask * (matte > FOREGROUND_THRESHOLD).to(mask.dtype)
+        sources["foreground"] = f"onnx:{matte_path}"
+        logger.info("foreground: %.0f%% of the pixels (matte of %s > %.1f)", 100 * mask.mean().item(),
+                    matte_path.name, FOREGROUND_THRESHOLD)
     return FitTargets(targets.landmarks, targets.valid, targets.height, targets.width, maps["normal"], maps["depth"],
                       mask, targets.frames, sources)
 
 
-def resolve_depth_alignment(mode: str, targets: FitTargets) -> str:
-    """``"auto"`` -> ``"scale_shift"`` for depth from an ONNX model (relative), else ``"none"``."""
-    source = targets.map_source.get("depth", "")
-    relative = source.startswith("onnx:")
-    if mode == "auto":
-        mode = "scale_shift" if relative else "none"
-        if relative:
-            logger.info("depth from %s is relative: depth_alignment=scale_shift (per-frame least-squares scale and "
-                        "shift onto the rendered depth)", source.removeprefix("onnx:"))
-    elif relative and mode != "scale_shift":
-        logger.warning("depth from %s is relative (unknown scale and shift) but depth_alignment=%r; "
-                       "'scale_shift' or 'auto' fits it", source.removeprefix("onnx:"), mode)
-    return mode
+def warn_unmasked(targets: FitTargets) -> None:
+    """Log a warning when maps from a model have no foreground (neither a matte nor a kept mask)."""
+    models = [k for k in ("normal", "depth") if targets.map_source.get(k, "").startswith("onnx:")]
+    if models and "foreground" not in targets.map_source and (targets.mask is None or targets.mask.min() > 0):
+        logger.warning("%s maps from a model without a foreground matte: background pixels enter the losses where "
+                       "the rendered head covers them (pass --foreground-model or set $EXPPORTRAIT_DAVID_FOREGROUND)",
+                       " and ".join(models))
 
 
 def load_targets(source: str | os.PathLike, image_size: int = 256, maps: str | os.PathLike | None = None,
                  detector: LandmarkDetector | None = None, crop: bool = True,
                  on_missing: Literal["skip", "fail"] = "skip", max_frames: int | None = None,
                  stride: int = 1, normal_model: str | os.PathLike | None = None,
-                 depth_model: str | os.PathLike | None = None, normal_frame: NormalFrame = "auto") -> FitTargets:
+                 depth_model: str | os.PathLike | None = None, normal_frame: NormalFrame = "auto",
+                 foreground_model: str | os.PathLike | None = None) -> FitTargets:
     """Frames and landmarks of a video / image folder / image, with maps from ``maps`` and/or ONNX models.
 
     A folder with ``frames/`` (and optionally ``landmarks.npy``, ``normals/``, ``depth/``), as written
@@ -155,7 +200,36 @@ def load_targets(source: str | os.PathLike, image_size: int = 256, maps: str | o
                                                                     ("depth", "depth", depth)) if m is not None}
     targets = FitTargets(torch.from_numpy(landmarks), torch.from_numpy(valid), h, w, normal=normal, depth=depth,
                          frames=to_tensor(frames), map_source=sources)
-    return add_maps(targets, normal_model, depth_model, normal_frame, given=given, use_env=False)
+    return add_maps(targets, normal_model, depth_model, foreground_model, normal_frame, given=given, use_env=False)
+
+
+def subject_targets(source: str | os.PathLike | FitTargets, config: FitConfig | None = None,
+                    maps: str | os.PathLike | None = None, detector: LandmarkDetector | None = None,
+                    given: bool = True) -> FitTargets:
+    """The targets a fit runs on (:func:`fit_subject` and :class:`SubjectDataModule` alike).
+
+    A path goes through :func:`load_targets` with ``config``'s models, then :func:`add_maps` fills the
+    kinds still missing from ``$EXPPORTRAIT_DAVID_*``; :class:`FitTargets` go through :func:`add_maps`
+    (``given``: their maps were passed by the user, so a model of the same kind is an error; False: a
+    model replaces them). Warns when the fit will use landmarks only, or model maps without a matte.
+    """
+    cfg = config or FitConfig()
+    models = {"normal_model": cfg.normal_model, "depth_model": cfg.depth_model,
+              "foreground_model": cfg.foreground_model, "normal_frame": cfg.normal_frame}
+    if isinstance(source, FitTargets):
+        targets = add_maps(source, **models, given=given)
+    else:
+        targets = load_targets(source, cfg.image_size, maps, detector, cfg.crop, cfg.on_missing_face,
+                               cfg.max_frames, cfg.stride, **models)
+        # $EXPPORTRAIT_DAVID_* for missing kinds; an explicit matte not used yet (no maps before them) now
+        foreground = None if "foreground" in targets.map_source else cfg.foreground_model
+        targets = add_maps(targets, foreground_model=foreground, normal_frame=cfg.normal_frame)
+    if not targets.has_maps:
+        logger.warning("no normal/depth maps: fitting landmarks only (pass maps, --normal-model/--depth-model, or "
+                       "set $EXPPORTRAIT_DAVID_NORMAL/$EXPPORTRAIT_DAVID_DEPTH)%s",
+                       f"; the foreground model {cfg.foreground_model} is unused" if cfg.foreground_model else "")
+    warn_unmasked(targets)
+    return targets
 
 
 def synthetic_targets(model: HeadModel, seed: int, num_frames: int = 16, image_size: int = 256) -> FitTargets:
@@ -186,20 +260,12 @@ def fit_subject(source: str | os.PathLike | FitTargets, out_dir: str | os.PathLi
     With ``out_dir``, tracking and Lightning checkpoints are kept there so a killed fit resumes,
     and the head is saved to ``out_dir`` (``head.json`` + ``head.safetensors``) at the end. Normal and
     depth targets come from ``maps`` (a folder), from the DAViD ONNX models of ``config`` (or
-    ``$EXPPORTRAIT_DAVID_NORMAL`` / ``$EXPPORTRAIT_DAVID_DEPTH``), or the fit uses landmarks alone;
-    ``head.meta["map_source"]`` says which.
+    ``$EXPPORTRAIT_DAVID_NORMAL`` / ``_DEPTH``, limited to the matte of ``_FOREGROUND``), or the fit uses
+    landmarks alone; ``head.meta["map_source"]`` says which (see :func:`subject_targets`).
     """
     cfg = config or FitConfig()
     model = model or HeadModel()
-    if isinstance(source, FitTargets):
-        targets = add_maps(source, cfg.normal_model, cfg.depth_model, cfg.normal_frame)
-    else:
-        targets = load_targets(source, cfg.image_size, maps, detector, cfg.crop, cfg.on_missing_face,
-                               cfg.max_frames, cfg.stride, cfg.normal_model, cfg.depth_model, cfg.normal_frame)
-        targets = add_maps(targets, normal_frame=cfg.normal_frame)  # $EXPPORTRAIT_DAVID_* for missing kinds
-    if not targets.has_maps:
-        logger.warning("no normal/depth maps: fitting landmarks only (pass maps, --normal-model/--depth-model, or "
-                       "set $EXPPORTRAIT_DAVID_NORMAL/$EXPPORTRAIT_DAVID_DEPTH)")
+    targets = subject_targets(source, cfg, maps, detector)
     depth_alignment = resolve_depth_alignment(cfg.depth_alignment, targets)
     out = Path(out_dir) if out_dir is not None else None
     data = SubjectDataModule(frames_per_step=cfg.frames_per_step, cache_dir=str(out) if out else None,

@@ -14,6 +14,7 @@ minimal-magnitude penalty on each Δf(i) that makes Δg carry the shared geometr
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import lightning.pytorch as pl
 import torch
@@ -25,6 +26,7 @@ from exphead.head_model import HeadModel, HeadParams, split_head_rotation
 from exphead.render import render_normal_depth
 
 from .losses import align_depth, landmark_loss, laplacian_loss, masked_l1
+from .targets import resolve_depth_alignment
 
 MM = 1e-3
 
@@ -68,13 +70,16 @@ class HeadFitModule(pl.LightningModule):
         model_path, level: the :class:`HeadModel` (built here, kept out of checkpoints).
         weights: loss weights; lr_detail (mm per step scale) and lr_params: Adam learning rates.
         static_init_mm: Δg starts at this many mm along the normal outside the face (Sec. 3.1.3 prior).
-        depth_alignment: ``none`` for metric depth, ``shift`` / ``scale_shift`` for relative estimates.
+        depth_alignment: ``none`` for metric depth, ``shift`` / ``scale_shift`` for relative estimates, or
+            ``auto``: resolved in :meth:`setup` from the datamodule's ``targets`` (``scale_shift`` for
+            depth from an ONNX model, else ``none``; see :func:`~exphead.fitting.targets.resolve_depth_alignment`).
     """
 
     def __init__(self, num_frames: int, init: HeadParams | None = None, camera: Camera | None = None,
                  model_path: str | None = None, level: int = 2, weights: DetailLossWeights | None = None,
                  lr_detail: float = 0.1, lr_params: float = 3e-3, static_init_mm: float = 2.0,
-                 depth_alignment: str = "none", image_size: tuple[int, int] = (256, 256),
+                 depth_alignment: Literal["auto", "none", "shift", "scale_shift"] = "auto",
+                 image_size: tuple[int, int] = (256, 256),
                  model: HeadModel | None = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["init", "camera", "model", "weights"])
@@ -118,10 +123,15 @@ class HeadFitModule(pl.LightningModule):
         self._model.to(self.device)
 
     def setup(self, stage: str) -> None:
-        """Start from the datamodule's tracking when it has one (checkpoint restore happens after this)."""
-        tracking = getattr(getattr(self.trainer, "datamodule", None), "tracking", None)
+        """Start from the datamodule's tracking when it has one (checkpoint restore happens after this),
+        and resolve ``depth_alignment="auto"`` from its targets (the datamodule is set up first)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        tracking = getattr(datamodule, "tracking", None)
         if tracking is not None and not self.hparams.get("initialized", False):
             self.initialize_from(tracking.params, tracking.camera)
+        targets = getattr(datamodule, "targets", None)
+        if self.hparams.depth_alignment == "auto" and targets is not None:
+            self.hparams["depth_alignment"] = resolve_depth_alignment("auto", targets)
 
     @torch.no_grad()
     def initialize_from(self, params: HeadParams, camera: Camera) -> None:
@@ -175,6 +185,9 @@ class HeadFitModule(pl.LightningModule):
             if "normal" in batch:
                 terms["normal"] = masked_l1(r.normal, batch["normal"], mask)
             if "depth" in batch:
+                if self.hparams.depth_alignment == "auto":
+                    raise ValueError("depth_alignment='auto' is resolved in setup() from the datamodule's targets; "
+                                     "without one, pass 'none' (metric depth) or 'scale_shift' (depth from a model)")
                 target = align_depth(r.depth, batch["depth"], mask, self.hparams.depth_alignment)
                 terms["depth"] = masked_l1(r.depth / MM, target / MM, mask, w.depth_clamp_mm)
                 if self.hparams.depth_alignment != "none":

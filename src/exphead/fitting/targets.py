@@ -5,7 +5,9 @@ Maps come from a folder (``normals/`` and ``depth/`` sub-folders of ``.npy``, ``
 DAViD ONNX model (:class:`OnnxMapEstimator`), or are absent (landmarks only).
 Conventions: normals in camera space (OpenCV axes, unit length, 0 where empty); ``.png``
 normals are encoded ``(n + 1) / 2``; depth from files in scene units with 0 = empty, depth
-from a model relative (larger = farther, unknown scale and shift).
+from a model relative (larger = farther, unknown scale and shift). The foreground of maps from
+a folder is where they are non-zero; that of maps from a model is DAViD's foreground matte
+thresholded at :data:`FOREGROUND_THRESHOLD`.
 """
 
 from __future__ import annotations
@@ -24,9 +26,14 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 MAP_SUFFIXES = (".npy", ".png", ".exr")
-MODEL_ENV = {"normal": "EXPPORTRAIT_DAVID_NORMAL", "depth": "EXPPORTRAIT_DAVID_DEPTH"}
+MODEL_ENV = {"normal": "EXPPORTRAIT_DAVID_NORMAL", "depth": "EXPPORTRAIT_DAVID_DEPTH",
+             "foreground": "EXPPORTRAIT_DAVID_FOREGROUND"}
+MULTI_TASK_OUTPUTS = ("depth", "normal", "foreground")  # output order of DAViD's multi-task graph
 DAVID_INPUT_SIZE = 512
+FOREGROUND_THRESHOLD = 0.5  # matte value above which a pixel is foreground (DAViD's binarization_threshold)
+MATTE_RANGE = (-0.25, 1.25)  # a foreground matte outside this range is the output of another task
 NormalFrame = Literal["auto", "opengl", "opencv"]
+MapKind = Literal["normal", "depth", "foreground"]
 
 
 @dataclass
@@ -37,9 +44,11 @@ class FitTargets:
         landmarks: ``F x 68 x 2`` pixels (NaN where missing); valid: ``F`` bool.
         normal: ``F x 3 x H x W`` camera-space unit normals (0 where empty) or None.
         depth: ``F x 1 x H x W`` scene units (0 = empty), or relative depth from a model, or None.
-        mask: ``F x 1 x H x W`` float foreground or None (derived from the maps when absent).
+        mask: ``F x 1 x H x W`` float foreground or None (derived from the maps when absent); pixels
+            where it is 0 take no part in the normal and depth losses.
         frames: ``F x 3 x H x W`` RGB in [0, 1] or None (kept for previews and texture).
-        map_source: where each map came from, e.g. ``{"normal": "onnx:/m/normal.onnx"}``.
+        map_source: where each map (and a model's foreground) came from, e.g.
+            ``{"normal": "onnx:/m/normal.onnx", "foreground": "onnx:/m/foreground.onnx"}``.
     """
 
     landmarks: Tensor
@@ -73,6 +82,21 @@ class FitTargets:
     @property
     def has_maps(self) -> bool:
         return self.normal is not None or self.depth is not None
+
+
+def resolve_depth_alignment(mode: str, targets: FitTargets) -> str:
+    """``"auto"`` -> ``"scale_shift"`` for depth from an ONNX model (relative), else ``"none"``."""
+    source = targets.map_source.get("depth", "")
+    relative = source.startswith("onnx:")
+    if mode == "auto":
+        mode = "scale_shift" if relative else "none"
+        if relative:
+            logger.info("depth from %s is relative: depth_alignment=scale_shift (per-frame least-squares scale and "
+                        "shift onto the rendered depth)", source.removeprefix("onnx:"))
+    elif relative and mode != "scale_shift":
+        logger.warning("depth from %s is relative (unknown scale and shift) but depth_alignment=%r; "
+                       "'scale_shift' or 'auto' fits it", source.removeprefix("onnx:"), mode)
+    return mode
 
 
 def _read_map(path: Path, kind: str) -> np.ndarray:
@@ -117,15 +141,15 @@ def maps_from_folder(root: str | os.PathLike, count: int, stride: int = 1) -> tu
     return normal, depth
 
 
-def resolve_map_model(path: str | os.PathLike | None, kind: str, use_env: bool = True) -> Path | None:
-    """The ONNX model for ``kind`` (``"normal"`` or ``"depth"``) maps: ``path``, else (with ``use_env``)
-    ``$EXPPORTRAIT_DAVID_<KIND>``, else None.
+def resolve_map_model(path: str | os.PathLike | None, kind: MapKind, use_env: bool = True) -> Path | None:
+    """The ONNX model for ``kind`` (``"normal"``, ``"depth"`` or ``"foreground"``) maps: ``path``, else
+    (with ``use_env``) ``$EXPPORTRAIT_DAVID_<KIND>``, else None.
 
     Raises:
         FileNotFoundError: the named file is missing (names the option and the environment variable).
     """
     if kind not in MODEL_ENV:
-        raise ValueError(f"map kind must be 'normal' or 'depth', got {kind!r}")
+        raise ValueError(f"map kind must be one of {tuple(MODEL_ENV)}, got {kind!r}")
     env, origin = MODEL_ENV[kind], "argument"
     if path is None and use_env and os.environ.get(env):
         path, origin = os.environ[env], f"${env}"
@@ -154,14 +178,16 @@ def _is_dim(value: object, size: int) -> bool:
 
 
 class OnnxMapEstimator:
-    """Normal or relative-depth maps from a DAViD ONNX model (Saleh et al., ICCV 2025).
+    """Normal, relative-depth or foreground maps from a DAViD ONNX model (Saleh et al., ICCV 2025).
 
     The DAViD contract (microsoft/DAViD runtime and model cards): one input ``1 x 3 x 512 x 512``
     float32 **BGR** in [0, 1] (no mean/std), the frame replicate-padded to a centred square and
     resized; the normal model returns ``1 x 3 x S x S`` XYZ normals (unit length after
     re-normalising), the depth model ``1 x S x S`` relative depth with closer = larger (its runtime
-    negates it); the multi-task model returns ``[depth, normal, foreground]`` with depth not
-    negated. Outputs are resized back onto the square, un-padded and returned as:
+    negates it), the foreground-segmentation model a ``1 x 1 x S x S`` soft matte (its runtime takes
+    ``output[0][0]`` as ``1 x S x S`` and clips it to [0, 1]); the multi-task model returns
+    ``[depth, normal, foreground]`` (:data:`MULTI_TASK_OUTPUTS`) with depth not negated, so it
+    serves as any ``kind``. Outputs are resized back onto the square, un-padded and returned as:
 
     * normals ``F x 3 x H x W``: unit, in the library's camera frame (OpenCV: x right, y down,
       z forward; visible surfaces have ``n_z < 0``). ``normal_frame`` gives the model's frame:
@@ -170,6 +196,8 @@ class OnnxMapEstimator:
       the camera; with x right, that sign fixes the right-handed frame).
     * depth ``F x 1 x H x W``: relative, larger = farther, unknown scale and shift (fit it with
       ``depth_alignment="scale_shift"``).
+    * foreground ``F x 1 x H x W``: the soft matte in [0, 1] (1 = person); values far outside
+      [0, 1] (:data:`MATTE_RANGE`) are an error, as they come from a model of another task.
 
     Raises:
         FileNotFoundError: the model file is missing.
@@ -178,11 +206,10 @@ class OnnxMapEstimator:
             layout of a DAViD ``kind`` model.
     """
 
-    def __init__(self, path: str | os.PathLike, kind: Literal["normal", "depth"] = "normal",
-                 normal_frame: NormalFrame = "auto", input_size: int = DAVID_INPUT_SIZE,
-                 invert_depth: bool | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, kind: MapKind = "normal", normal_frame: NormalFrame = "auto",
+                 input_size: int = DAVID_INPUT_SIZE, invert_depth: bool | None = None) -> None:
         if kind not in MODEL_ENV:
-            raise ValueError(f"kind must be 'normal' or 'depth', got {kind!r}")
+            raise ValueError(f"kind must be one of {tuple(MODEL_ENV)}, got {kind!r}")
         if normal_frame not in ("auto", "opengl", "opencv"):
             raise ValueError(f"normal_frame must be 'auto', 'opengl' or 'opencv', got {normal_frame!r}")
         self.path, self.kind = Path(path), kind
@@ -204,10 +231,14 @@ class OnnxMapEstimator:
         self.frame = None if normal_frame == "auto" else normal_frame
         self.input_name, self.size = self._check_input(input_size)
         outputs = self.session.get_outputs()
-        index = 0 if len(outputs) == 1 or kind == "depth" else 1  # multi-task order: depth, normal, foreground
+        if len(outputs) not in (1, len(MULTI_TASK_OUTPUTS)):
+            raise ValueError(f"{self.path}: the graph has {len(outputs)} outputs {[o.name for o in outputs]}; a "
+                             f"DAViD model has one, or three {list(MULTI_TASK_OUTPUTS)} (the multi-task model)")
+        self.multi_task = len(outputs) > 1
+        index = MULTI_TASK_OUTPUTS.index(kind) if self.multi_task else 0
         self.output_name = outputs[index].name
         self._check_output(tuple(outputs[index].shape))
-        self.invert_depth = len(outputs) == 1 if invert_depth is None else invert_depth
+        self.invert_depth = not self.multi_task if invert_depth is None else invert_depth
 
     def _check_input(self, input_size: int) -> tuple[str, int]:
         inputs = self.session.get_inputs()
@@ -234,6 +265,15 @@ class OnnxMapEstimator:
             raise ValueError(f"{self.path}: output {self.output_name!r} has shape {list(shape)}, but a DAViD "
                              f"{self.kind} model returns {want} (is this the model of another task?)")
 
+    def _check_matte(self, matte: Tensor) -> Tensor:
+        """The ``F x 1 x H x W`` matte clipped to [0, 1], as DAViD's runtime does (cubic resizing overshoots)."""
+        lo, hi = matte.min().item(), matte.max().item()
+        if lo < MATTE_RANGE[0] or hi > MATTE_RANGE[1]:
+            raise ValueError(f"{self.path}: output {self.output_name!r} spans [{lo:.3g}, {hi:.3g}], but a DAViD "
+                             "foreground model returns a matte in [0, 1] (is this the depth model? pass it with "
+                             "--depth-model, and the foreground-segmentation model with --foreground-model)")
+        return matte.clamp(0, 1)
+
     def _to_camera_frame(self, normal: Tensor) -> Tensor:
         """``F x 3 x H x W`` unit normals in the model's frame -> the OpenCV camera frame."""
         if self.frame is None:
@@ -250,7 +290,8 @@ class OnnxMapEstimator:
 
     @torch.no_grad()
     def __call__(self, frames: Tensor) -> Tensor:
-        """``F x 3 x H x W`` RGB in [0, 1] -> normals ``F x 3 x H x W`` or relative depth ``F x 1 x H x W``."""
+        """``F x 3 x H x W`` RGB in [0, 1] -> normals ``F x 3 x H x W``, relative depth ``F x 1 x H x W`` or
+        the foreground matte ``F x 1 x H x W`` in [0, 1]."""
         if frames.dim() != 4 or frames.shape[1] != 3:
             raise ValueError(f"frames must be F x 3 x H x W RGB in [0, 1], got {tuple(frames.shape)}")
         h, w = frames.shape[-2:]
@@ -269,4 +310,6 @@ class OnnxMapEstimator:
         out = torch.cat(outs)
         if self.kind == "depth":
             return -out if self.invert_depth else out
+        if self.kind == "foreground":
+            return self._check_matte(out)
         return self._to_camera_frame(F.normalize(out, dim=1))
