@@ -77,6 +77,7 @@ class SubjectDataModule(pl.LightningDataModule):
         normal_model, depth_model, foreground_model: DAViD ONNX models (see ``FitConfig``); depth from a
             model is relative, which ``HeadFitModule(depth_alignment="auto")`` fits by scale and shift.
         normal_frame: axes of the normal model's output (``auto``, ``opengl`` or ``opencv``).
+        seed: seed of the frame sampler's own generator (the fit does not depend on the global RNG).
     """
 
     def __init__(self, source: str | None = None, synthetic_seed: int | None = None, num_frames: int = 16,
@@ -84,7 +85,7 @@ class SubjectDataModule(pl.LightningDataModule):
                  cache_dir: str | None = None, tracker: TrackerConfig | None = None,
                  targets: FitTargets | None = None, model: HeadModel | None = None,
                  normal_model: str | None = None, depth_model: str | None = None,
-                 foreground_model: str | None = None, normal_frame: NormalFrame = "auto") -> None:
+                 foreground_model: str | None = None, normal_frame: NormalFrame = "auto", seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["targets", "model", "tracker"])
         self.targets, self.tracker = targets, tracker or TrackerConfig()
@@ -125,7 +126,10 @@ class SubjectDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         n = self.targets.num_frames
         bs = min(self.hparams.frames_per_step, n)
-        sampler = torch.utils.data.RandomSampler(range(n), replacement=n < bs * 2, num_samples=max(n, bs))
+        # its own generator: the frame order (and so the fit) does not depend on the global RNG state
+        generator = torch.Generator().manual_seed(self.hparams.seed)
+        sampler = torch.utils.data.RandomSampler(range(n), replacement=n < bs * 2, num_samples=max(n, bs),
+                                                 generator=generator)
         return DataLoader(FrameDataset(self.targets), batch_size=bs, sampler=sampler, drop_last=True)
 
     def frame_weights(self) -> np.ndarray:

@@ -66,6 +66,7 @@ class FitConfig:
     stride: int = 1
     accelerator: str = "auto"
     show_progress: bool = True
+    seed: int = 0  # order in which frames are drawn for the detail steps (fits are reproducible)
 
 
 def _matte_model(explicit: str | os.PathLike | None, use_env: bool, sources: dict[str, str],
@@ -269,7 +270,7 @@ def fit_subject(source: str | os.PathLike | FitTargets, out_dir: str | os.PathLi
     depth_alignment = resolve_depth_alignment(cfg.depth_alignment, targets)
     out = Path(out_dir) if out_dir is not None else None
     data = SubjectDataModule(frames_per_step=cfg.frames_per_step, cache_dir=str(out) if out else None,
-                             tracker=cfg.tracker, targets=targets, model=model)
+                             tracker=cfg.tracker, targets=targets, model=model, seed=cfg.seed)
     data.setup("fit")
     static_init = cfg.static_init_mm if targets.has_maps else 0.0  # no dense evidence: no static prior offset
     module = HeadFitModule(targets.num_frames, model=model, weights=cfg.weights, lr_detail=cfg.lr_detail,
