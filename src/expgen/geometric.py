@@ -5,9 +5,12 @@ where it appears in the reference image), the mesh is re-posed with each driving
 expression and pose, and the reference image is warped backward along that correspondence:
 
 * pixels the driving mesh covers take the reference colour of the same surface point;
-* the rest of the image follows a smooth flow extended from the head by normalised Gaussian
-  convolution, fading to zero far away, so hair, neck and background move with the head while
-  the far background stays put;
+* the rest of the image follows a smooth flow extended from the head, fading to zero far away, so
+  hair, neck and background move with the head while the far background stays put. Given per-vertex
+  head weights (skinning weights of the head joints), the extension is the similarity transform
+  (rotation, scale, shift) fitted to the head's own flow, reaching ``rigid_reach`` of the image size
+  beyond the head, plus the rest of the flow extended by normalised Gaussian convolution: hair then
+  turns with the head instead of smearing where a rolling head drags only its near side;
 * inside the driving frame's inner-lip contour (iBUG 60-67), faces stretched by an opening mouth
   (area ratio above ``gap_stretch``) are shaded as the mouth cavity instead of stretching the lips.
 
@@ -58,6 +61,29 @@ def _smooth(x: Tensor, sigma: float) -> Tensor:
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 
 
+def _similarity_flow(pix: Tensor, flow: Tensor, weight: Tensor) -> Tensor:
+    """The weighted least-squares similarity transform ``q = [[a, -b], [b, a]] p + t`` taking ``pix`` to
+    ``pix + flow`` (``B x H x W x 2`` pixels, ``B x H x W`` weights), as a flow ``B x H x W x 2``; zero
+    flow where a frame has (almost) no weight."""
+    p = pix.expand_as(flow).reshape(flow.shape[0], -1, 2)
+    q = p + flow.reshape_as(p)
+    w = weight.reshape(flow.shape[0], -1, 1)
+    one, zero = torch.ones_like(p[..., :1]), torch.zeros_like(p[..., :1])
+    rows_x = torch.cat([p[..., :1], -p[..., 1:], one, zero], -1)  # q_x = a p_x - b p_y + t_x
+    rows_y = torch.cat([p[..., 1:], p[..., :1], zero, one], -1)  # q_y = b p_x + a p_y + t_y
+    design = torch.cat([rows_x, rows_y], 1)
+    target = torch.cat([q[..., :1], q[..., 1:]], 1)
+    ww = torch.cat([w, w], 1)
+    normal = design.transpose(1, 2) @ (ww * design) + 1e-6 * torch.eye(4, dtype=p.dtype)
+    a, b, tx, ty = torch.linalg.solve(normal, design.transpose(1, 2) @ (ww * target))[..., 0].unbind(-1)
+    px, py = pix[..., 0], pix[..., 1]
+    view = (-1, 1, 1)
+    rigid = torch.stack([a.view(view) * px - b.view(view) * py + tx.view(view) - px,
+                         b.view(view) * px + a.view(view) * py + ty.view(view) - py], -1)
+    enough = (weight.flatten(1).sum(1) > 50).to(flow.dtype).view(view + (1,))
+    return rigid * enough
+
+
 class GeometricGenerator:
     """Reenact a reference image with a posed personalized mesh.
 
@@ -66,17 +92,19 @@ class GeometricGenerator:
         background_weight: how strongly the far background is pinned to zero flow.
         gap_stretch: face-area ratio (driving / reference) above which a face is mouth cavity.
         feather: width (fraction of the image size) of the blend from surface flow to extended flow.
+        rigid_reach: how far (fraction of the image size) beyond the head its similarity motion carries.
     """
 
     def __init__(self, flow_sigma: float = 0.08, background_weight: float = 0.02, gap_stretch: float = 1.5,
-                 feather: float = 0.02) -> None:
+                 feather: float = 0.02, rigid_reach: float = 0.2) -> None:
         self.flow_sigma, self.background_weight, self.gap_stretch = flow_sigma, background_weight, gap_stretch
-        self.feather = feather
+        self.feather, self.rigid_reach = feather, rigid_reach
 
     @torch.no_grad()
     def __call__(self, reference: Tensor, reference_vertices: Tensor, driving_vertices: Tensor, faces: Tensor,
                  camera: Camera, driving_landmarks: Tensor | None = None, chunk: int = 4,
-                 show_progress: bool = False, return_normals: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+                 show_progress: bool = False, return_normals: bool = False, head_weight: Tensor | None = None
+                 ) -> Tensor | tuple[Tensor, Tensor]:
         """Generate ``F x 3 x H x W`` frames in [0, 1] (and, with ``return_normals``, the driving normal maps
         ``F x 3 x H x W`` it renders on the way, encoded as :func:`exphead.render.normal_to_image` does).
 
@@ -86,6 +114,8 @@ class GeometricGenerator:
             driving_vertices: ``F x N x 3`` meshes posed for each output frame (world frame).
             faces: ``M x 3`` dense faces; camera: the reference camera (batch 1, image ``H x W``).
             driving_landmarks: ``F x 68 x 3`` posed landmarks (world frame); without them no mouth cavity is drawn.
+            head_weight: ``N`` per-vertex weight of the rigid head (e.g. head + jaw + eye skinning weights);
+                without it the flow outside the mesh is the Gaussian extension alone.
         """
         h, w = reference.shape[-2:]
         if (camera.height, camera.width) != (h, w):
@@ -105,9 +135,14 @@ class GeometricGenerator:
             uv = interpolate(ref_uv[None], r.fragments, faces)  # B x H x W x 2
             flow = (uv - pix) * mask.permute(0, 2, 3, 1)
             sigma = self.flow_sigma * max(h, w)
-            num = _smooth(flow.permute(0, 3, 1, 2), sigma)
+            rigid = torch.zeros_like(flow)
+            if head_weight is not None:
+                hw = interpolate(head_weight[None, :, None].to(flow.dtype), r.fragments, faces)[..., 0] * mask[:, 0]
+                reach = (2 * _smooth(hw[:, None], self.rigid_reach * max(h, w))).clamp(0, 1).permute(0, 2, 3, 1)
+                rigid = _similarity_flow(pix, flow, hw) * reach
+            num = _smooth(((flow - rigid) * mask.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), sigma)
             den = _smooth(mask, sigma) + self.background_weight
-            extended = (num / den).permute(0, 2, 3, 1)
+            extended = rigid + (num / den).permute(0, 2, 3, 1)
             # Inside the silhouette the exact surface flow; across its border a smooth blend into the
             # extended flow, so hair and shoulders outside the mesh do not tear away from the face.
             feather = max(1.0, self.feather * max(h, w))

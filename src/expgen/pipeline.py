@@ -145,12 +145,12 @@ def _choose_generator(cfg: AnimateConfig) -> tuple[str, str]:
 
 def _generate(cfg: AnimateConfig, reference: Tensor, ref_normal_img: Tensor, drv_normal_img: Tensor | None,
               ref_vertices: Tensor, drv_vertices: Tensor, drv_landmarks: Tensor, faces: Tensor,
-              camera: Camera) -> tuple[Tensor, Tensor]:
+              camera: Camera, head_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Frames ``F x 3 x S x S`` and the driving normal maps; the geometric generator renders the latter
     itself (``drv_normal_img`` None), the diffusion generator is conditioned on them."""
     if _choose_generator(cfg)[0] == "geometric":
         return GeometricGenerator()(reference, ref_vertices, drv_vertices, faces, camera, drv_landmarks,
-                                    show_progress=cfg.show_progress, return_normals=True)
+                                    show_progress=cfg.show_progress, return_normals=True, head_weight=head_weight)
     if not cfg.generator_weights:
         raise FileNotFoundError("the diffusion generator needs weights: pass --generator-weights DIR (a folder "
                                 "written by DiffusionModule.save_pretrained)")
@@ -240,7 +240,7 @@ def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, confi
     clock = time.perf_counter()
     reference_out = _crop(ref_img[None], ref_box, cfg.size)[0]
     out, drv_normals = _generate(cfg, reference_out, ref_normal, drv_normals, ref_vertices, drv_vertices,
-                                 drv_landmarks, model.faces, camera)
+                                 drv_landmarks, model.faces, camera, model.head_weight())
     t["generate"] = time.perf_counter() - clock
     logger.info("generator: %s (%s)", name, reason)
     return AnimateResult(out, _crop(frames, drv_box, cfg.size), reference_out, drv_normals, ref_normal, name, reason,

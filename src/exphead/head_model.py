@@ -225,6 +225,10 @@ class HeadModel(nn.Module):
         vertices = skin(posed_rest, weights, transforms) + params.transl[:, None]
         return canonical, vertices, posed_joints + params.transl[:, None]
 
+    def head_weight(self) -> Tensor:
+        """``N_s``: each dense vertex's skinning weight on the rigid head (head, jaw and eye joints), in [0, 1]."""
+        return self.lbs_weights[:, [HEAD, JAW, L_EYE, R_EYE]].sum(1).clamp(0, 1)
+
     def landmarks_of(self, vertices: Tensor) -> Tensor:
         """``B x N_s x 3`` dense vertices -> ``B x 68 x 3`` iBUG-68 landmarks."""
         corners = vertices[:, self.faces[self.landmark_faces]]  # B x 68 x 3 x 3
