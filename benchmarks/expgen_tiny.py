@@ -1,8 +1,11 @@
-"""Training the tiny generator on synthetic clips improves held-out val loss and PSNR.
+"""Training the tiny generator on synthetic subjects improves held-out val loss and PSNR.
 
 Claim: the embedded tiny configuration (``configs/expgen/tiny.yaml``: Wan-class DiT and VAE with tiny
 widths, random init) learns, on a CPU in minutes, to animate held-out synthetic subjects from their
-reference image and driving normal maps (``expgen.data.synthetic``).
+reference image and driving normal maps. The data are tiny.yaml's: clips of synthetic heads with exact
+N^D / N^R (``expgen.data.subjects``), written by ``VideoDataModule.prepare_data``; the full run trains as
+many steps as ``exp-train fit --config configs/expgen/tiny.yaml`` (``max_epochs`` x batches per epoch).
+``--quick`` uses 4 + 1 subjects at 32 px, 5 frames, 120 steps.
 
 Rows, one per evaluated ``step`` (0 and final): ``val_loss`` is ``Trainer.validate``'s ``val_loss``
 (diffusion loss at fixed noise and timesteps, plus the weighted VAE loss) over the held-out subjects;
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -34,7 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_meta, print_table, write_json  # noqa: E402
 
 from expgen import DiffusionModule, VideoDataModule  # noqa: E402
-from expgen.data.synthetic import write_synthetic_dataset  # noqa: E402
 from expgen.vae import decode_latents, encode_video  # noqa: E402
 
 log = logging.getLogger("expgen_tiny")
@@ -75,22 +78,31 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer clips and steps")
     parser.add_argument("--json", type=Path, help="write the rows and metadata here")
-    parser.add_argument("--steps", type=int, help="training steps (default 1500, quick 120)")
+    parser.add_argument("--steps", type=int, help="training steps (default: tiny.yaml's epochs; quick 120)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: tiny.yaml's)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (small convs scale poorly)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    train_steps = args.steps or (120 if args.quick else 1500)
-    clips, val_clips, size, frames, sample_steps = (16, 4, 32, 5, 10) if args.quick else (64, 8, 64, 9, 20)
 
     config = yaml.safe_load(CONFIG.read_text())
-    model_args = config["model"]["init_args"]
-    data_args = {**config["data"]["init_args"], "resolution": size, "num_frames": frames}
+    model_args = {**config["model"]["init_args"], **({"lr": args.lr} if args.lr else {})}
+    data_args = config["data"]["init_args"]
+    if args.quick:
+        data_args = {**data_args, "synthetic_subjects": 4, "synthetic_size": 32, "resolution": 32,
+                     "synthetic_frames": 5, "num_frames": 5}
+    sample_steps = 10 if args.quick else model_args.get("num_inference_steps", 20)
     L.seed_everything(0, verbose=False)
     with tempfile.TemporaryDirectory() as tmp:
-        data = VideoDataModule(**{**data_args, "data_dir": tmp, "synthetic_clips": 0})
-        write_synthetic_dataset(tmp, clips, val_clips, frames, size, seed=0)
+        data = VideoDataModule(**{**data_args, "data_dir": tmp})
+        start = time.perf_counter()
+        data.prepare_data()
+        write_s = time.perf_counter() - start
         data.setup("fit")
+        clips, val_clips = len(data.train_set), len(data.val_set)
+        epoch_steps = math.ceil(clips / data_args["batch_size"])
+        train_steps = args.steps or (120 if args.quick else config["trainer"]["max_epochs"] * epoch_steps)
+        log.info("wrote %d + %d clips in %.0f s; training %d steps", clips, val_clips, write_s, train_steps)
         module = DiffusionModule(**model_args)
         rows = [evaluate(module, data, 0, sample_steps, 0.0)]
         trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=train_steps, logger=False,
@@ -102,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows)
     if args.json:
         meta = {**machine_meta(), "config": str(CONFIG.relative_to(CONFIG.parents[2])), "model": model_args,
-                "train_clips": clips, "val_clips": val_clips, "size": size, "frames": frames,
+                "data": data_args, "train_clips": clips, "val_clips": val_clips, "write_s": write_s,
                 "batch_size": data_args["batch_size"], "train_steps": train_steps, "sampling_steps": sample_steps,
                 "sampler": "unipc", "load_average": os.getloadavg(), "quick": args.quick}
         write_json(args.json, "expgen_tiny", rows, meta)

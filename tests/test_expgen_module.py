@@ -125,7 +125,8 @@ def test_generated_frames_write_to_mp4(tmp_path):
 def test_tiny_config_fast_dev_run(tmp_path):
     cli = LightningCLI(
         args=["fit", "--config", str(CONFIGS / "tiny.yaml"), "--trainer.fast_dev_run=1",
-              f"--data.init_args.data_dir={tmp_path / 'clips'}", "--data.init_args.synthetic_clips=2",
+              f"--data.init_args.data_dir={tmp_path / 'clips'}", "--data.init_args.synthetic_subjects=1",
+              "--data.init_args.synthetic_clips_per_subject=1",
               "--data.init_args.synthetic_size=32", "--data.init_args.resolution=32",
               "--data.init_args.synthetic_frames=5", "--data.init_args.num_frames=5",
               "--data.init_args.batch_size=1", f"--trainer.default_root_dir={tmp_path / 'runs'}",

@@ -4,8 +4,9 @@ Layout: either ``data_dir/train/*.safetensors`` and ``data_dir/val/*.safetensors
 ``data_dir/test/``, which ``test`` and ``predict`` read, else ``val``), or a flat ``data_dir/*.safetensors``
 split by subject: the last ``ceil(val_fraction x subjects)`` subject ids in sorted order are held
 out for validation.
-With ``synthetic_clips > 0`` and no clips present, ``prepare_data`` writes toy clips
-(``expgen.data.synthetic``) so the tiny configuration runs on a fresh machine.
+With ``synthetic_subjects > 0`` and no clips present, ``prepare_data`` writes clips of synthetic subjects with exact
+ground truth (``expgen.data.subjects``: textured heads, N^D of the true posed meshes), so the tiny configuration runs on
+a fresh machine; ``synthetic_clips > 0`` writes toy ellipsoid clips (``expgen.data.synthetic``) instead.
 With ``sources`` (videos, frame folders or ``exp-synth`` subjects), ``prepare_data`` builds the clips of the paper
 (``expgen.data.heads.build_clips``: fitted heads, N^D from the frozen expression transfer module) into the flat
 ``data_dir``. That build is resumable and skips finished sources, so it runs on every ``prepare_data``: an
@@ -25,6 +26,7 @@ from typing_extensions import override
 
 from expgen.data.clips import ClipDataset, read_metadata
 from expgen.data.heads import ClipBuildConfig, build_clips
+from expgen.data.subjects import write_subject_clips
 from expgen.data.synthetic import write_synthetic_dataset
 from exphead.fitting import FitConfig
 
@@ -46,11 +48,14 @@ class VideoDataModule(L.LightningDataModule):
         num_frames: frames per training window (``1 + 4k``); ``None`` uses whole clips.
         resolution: required clip side in pixels (checked, not resized); ``None`` accepts any.
         val_fraction: share of subjects held out when ``data_dir`` is flat.
-        synthetic_clips: if > 0 and the folder holds no clips, write this many synthetic training clips
+        synthetic_subjects: if > 0 and the folder holds no clips, write clips of this many synthetic training
+            subjects (plus ``max(1, synthetic_subjects // 8)`` held-out ones), ``synthetic_clips_per_subject`` each.
+        synthetic_clips_per_subject: clips per synthetic subject.
+        synthetic_clips: if > 0 and the folder holds no clips, write this many toy ellipsoid training clips
             (plus ``max(1, synthetic_clips // 8)`` held-out ones).
-        synthetic_size: side in pixels of the synthetic clips.
-        synthetic_frames: frames per synthetic clip.
-        seed: seed of the synthetic clips and of the reference-frame choice of built clips.
+        synthetic_size: side in pixels of the synthetic clips (subjects or toy).
+        synthetic_frames: frames per synthetic clip (subjects or toy).
+        seed: seed of the synthetic clips and of the reference-frame choice of built and subject clips.
         sources: videos / frame folders / ``exp-synth`` subject folders to build clips from (one subject each).
         heads_dir: where fitted heads are saved and reused (``heads_dir/<name>/head.json``, e.g. ``exp-fit``
             outputs); default ``data_dir/heads``.
@@ -67,16 +72,20 @@ class VideoDataModule(L.LightningDataModule):
 
     def __init__(self, data_dir: str = "data/expgen", batch_size: int = 1, num_workers: int = 0,
                  num_frames: int | None = None, resolution: int | None = None, val_fraction: float = 0.1,
-                 synthetic_clips: int = 0, synthetic_size: int = 64, synthetic_frames: int = 9, seed: int = 0,
+                 synthetic_subjects: int = 0, synthetic_clips_per_subject: int = 4, synthetic_clips: int = 0,
+                 synthetic_size: int = 64, synthetic_frames: int = 9, seed: int = 0,
                  sources: list[str] | None = None, heads_dir: str | None = None,
                  transfer_checkpoint: str | None = None, driving: Literal["transfer", "fitted"] = "transfer",
                  clip_frames: int | None = None, frame_stride: int = 1, clip_hop: int | None = None,
                  fit_size: int = 256, fit_steps: int = 300, skip_bad_sources: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if sources and synthetic_clips > 0:
-            raise ValueError("set either data.init_args.sources (clips built from fitted heads) or "
-                             "synthetic_clips (toy clips), not both")
+        chosen = [name for name, on in (("sources", bool(sources)), ("synthetic_subjects", synthetic_subjects > 0),
+                                        ("synthetic_clips", synthetic_clips > 0)) if on]
+        if len(chosen) > 1:
+            which = ("both " if len(chosen) == 2 else "all of ") + " and ".join(chosen)
+            raise ValueError("set one of data.init_args.sources (clips built from fitted heads), synthetic_subjects "
+                             f"(synthetic heads) or synthetic_clips (toy ellipsoids), not {which}")
         self.data_dir = Path(data_dir)
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
@@ -102,6 +111,11 @@ class VideoDataModule(L.LightningDataModule):
         if hp.sources:
             logger.info("building clips of %d source(s) in %s", len(hp.sources), self.data_dir)
             build_clips(hp.sources, self.data_dir, hp.transfer_checkpoint, self.build_config(), hp.heads_dir)
+        if hp.synthetic_subjects > 0 and not self._has_clips():
+            val = max(1, hp.synthetic_subjects // 8)
+            logger.info("writing clips of %d + %d synthetic subjects to %s", hp.synthetic_subjects, val, self.data_dir)
+            write_subject_clips(self.data_dir, hp.synthetic_subjects, hp.synthetic_clips_per_subject,
+                                hp.synthetic_frames, hp.synthetic_size, hp.seed, num_val_subjects=val)
         if hp.synthetic_clips > 0 and not self._has_clips():
             logger.info("writing %d synthetic clips to %s", hp.synthetic_clips, self.data_dir)
             write_synthetic_dataset(self.data_dir, hp.synthetic_clips, max(1, hp.synthetic_clips // 8),
@@ -115,7 +129,8 @@ class VideoDataModule(L.LightningDataModule):
         if not files:
             raise FileNotFoundError(
                 f"no *.safetensors clips in {self.data_dir} or {self.data_dir / 'train'}: build clips there "
-                "(exp-clips, or data.init_args.sources), or set data.init_args.synthetic_clips > 0 to write toy clips"
+                "(exp-clips, or data.init_args.sources), or set data.init_args.synthetic_subjects > 0 to write "
+                "synthetic subject clips (synthetic_clips > 0: toy clips)"
             )
         subject = {f: str(read_metadata(f)["subject_id"]) for f in files}
         subjects = sorted(set(subject.values()))

@@ -221,7 +221,7 @@ def _head(source: str | os.PathLike, head_dir: Path, model: HeadModel, cfg: Clip
     return head, targets
 
 
-def _reference_frame(valid: Tensor, start: int, cfg: ClipBuildConfig, name: str) -> tuple[int, bool]:
+def reference_frame(valid: Tensor, start: int, cfg: ClipBuildConfig, name: str) -> tuple[int, bool]:
     """Index of I_R and whether it lies outside the clip ``start : start + num_frames``."""
     frames = torch.nonzero(valid).squeeze(1)
     if cfg.reference == "first":
@@ -318,7 +318,7 @@ class _Builder:
             if path.is_file():  # settings checked by done()
                 report.existing.append(path)
                 continue
-            ref, outside = _reference_frame(valid, start, cfg, name)
+            ref, outside = reference_frame(valid, start, cfg, name)
             drv = driving_vertices(head, start, start + n, self.module)
             clip = Clip(clip_bytes(frames[start:start + n]),
                         clip_bytes(render_normal_images(drv, head.model.faces, camera)),
