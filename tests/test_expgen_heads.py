@@ -230,3 +230,29 @@ def test_exp_clips_command(built, tmp_path):
         clips_main([str(built.subject), "--out", str(tmp_path / "cli2"), "--frames", str(CLIP)])
     assert exit_info.value.code == 2
 
+
+
+def test_video_source_is_cropped_once_at_both_sizes(built, tmp_path):
+    """A video is cropped by detection at the fit size; its clips reuse that crop box at the clip size."""
+    from exphead.fitting import load_targets
+    from exphead.media import write_video
+    from exphead.tracking.landmarks import DlibLandmarkDetector
+
+    class Counting(DlibLandmarkDetector):
+        calls = 0
+
+        def __call__(self, image):
+            Counting.calls += 1
+            return super().__call__(image)
+
+    frames, _ = read_frames(built.subject / "frames")
+    video = write_video(tmp_path / "talker.mp4", frames, fps=25.0)
+    cfg = ClipBuildConfig(num_frames=CLIP, size=64, hop=HOP, driving="fitted",
+                          fit=FitConfig(**{**FIT.__dict__, "image_size": SIZE}))
+    detector = Counting()
+    report = build_clips([video], tmp_path / "clips", None, cfg, model=built.model, detector=detector)
+    assert len(report.written) == 3 and Counting.calls <= FRAMES + 8  # one pass over the frames (+ crop sample)
+    ref = load_targets(video, image_size=64, detector=DlibLandmarkDetector())  # an independent crop at 64 px
+    clip = read_clip(report.written[0])
+    expected = torch.from_numpy(to_uint8(ref.frames[:CLIP])).permute(0, 3, 1, 2)
+    assert (clip.frames.int() - expected.int()).abs().max() <= 1

@@ -119,21 +119,6 @@ def _pose_reference(reference: PersonalizedHead, params: HeadParams,
     return result.vertices, result.landmarks
 
 
-def check_generator(cfg: AnimateConfig) -> None:
-    """Raise now if the requested generator or transfer module cannot run (missing weights)."""
-    if cfg.transfer_weights and not Path(cfg.transfer_weights).exists():
-        raise FileNotFoundError(f"transfer weights not found: {cfg.transfer_weights} (--transfer-weights)")
-    wants_diffusion = cfg.generator == "diffusion" or (cfg.generator == "auto" and cfg.generator_weights)
-    if not wants_diffusion:
-        return
-    if not cfg.generator_weights:
-        raise FileNotFoundError("the diffusion generator needs weights: pass --generator-weights DIR (a folder "
-                                "written by DiffusionModule.save_pretrained)")
-    if not Path(cfg.generator_weights).is_dir():
-        raise FileNotFoundError(f"generator weights folder not found: {cfg.generator_weights} "
-                                "(--generator-weights / AnimateConfig.generator_weights)")
-
-
 def _choose_generator(cfg: AnimateConfig) -> tuple[str, str]:
     """The generator that runs, and why."""
     if cfg.generator != "auto":
@@ -141,6 +126,20 @@ def _choose_generator(cfg: AnimateConfig) -> tuple[str, str]:
     if cfg.generator_weights:
         return "diffusion", "weights given"
     return "geometric", "no generator weights given (weights-free default)"
+
+
+def check_generator(cfg: AnimateConfig) -> None:
+    """Raise now if the requested generator or transfer module cannot run (missing weights)."""
+    if cfg.transfer_weights and not Path(cfg.transfer_weights).exists():
+        raise FileNotFoundError(f"transfer weights not found: {cfg.transfer_weights} (--transfer-weights)")
+    if _choose_generator(cfg)[0] != "diffusion":
+        return
+    if not cfg.generator_weights:
+        raise FileNotFoundError("the diffusion generator needs weights: pass --generator-weights DIR (a folder "
+                                "written by DiffusionModule.save_pretrained)")
+    if not Path(cfg.generator_weights).is_dir():
+        raise FileNotFoundError(f"generator weights folder not found: {cfg.generator_weights} "
+                                "(--generator-weights / AnimateConfig.generator_weights)")
 
 
 def _generate(cfg: AnimateConfig, reference: Tensor, ref_normal_img: Tensor, drv_normal_img: Tensor | None,
@@ -151,9 +150,6 @@ def _generate(cfg: AnimateConfig, reference: Tensor, ref_normal_img: Tensor, drv
     if _choose_generator(cfg)[0] == "geometric":
         return GeometricGenerator()(reference, ref_vertices, drv_vertices, faces, camera, drv_landmarks,
                                     show_progress=cfg.show_progress, return_normals=True, head_weight=head_weight)
-    if not cfg.generator_weights:
-        raise FileNotFoundError("the diffusion generator needs weights: pass --generator-weights DIR (a folder "
-                                "written by DiffusionModule.save_pretrained)")
     from .backbone import cast_for_inference
     from .module import DiffusionModule
 

@@ -45,9 +45,10 @@ from torch import Tensor
 
 from exphead.camera import Camera
 from exphead.fitting import FitConfig, FitTargets, fit_subject, load_targets
+from exphead.fitting.fit import read_source_frames
 from exphead.head_model import HeadModel
 from exphead.io_utils import atomic_path
-from exphead.media import VIDEO_SUFFIXES
+from exphead.media import VIDEO_SUFFIXES, to_tensor
 from exphead.personalized import PersonalizedHead
 from exphead.render import normal_to_image, render_normal_depth
 from exphead.tracking.landmarks import LandmarkDetector
@@ -192,6 +193,10 @@ def _targets(source: str | os.PathLike, size: int, cfg: ClipBuildConfig,
 def _clip_frames(source: str | os.PathLike, targets: FitTargets | None, cfg: ClipBuildConfig,
                  detector: LandmarkDetector | None) -> tuple[Tensor, Tensor]:
     """``F x 3 x size x size`` frames in [0, 1] and the ``F`` face-found flags, cropped like the fit's frames."""
+    if targets is not None and targets.crop_box is not None and (targets.height, targets.width) != (cfg.size,) * 2:
+        # the fit's crop box at the clip size: no second face detection
+        frames = read_source_frames(source, cfg.stride, cfg.max_frames)
+        return to_tensor(targets.crop_box.apply(frames, cfg.size)), targets.valid
     if targets is None or (targets.height, targets.width) != (cfg.size, cfg.size):
         targets = _targets(source, cfg.size, cfg, detector)  # same crop box (found on the full frames), new size
     frames = targets.frames

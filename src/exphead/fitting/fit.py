@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -148,8 +148,7 @@ def add_maps(targets: FitTargets, normal_model: str | os.PathLike | None = None,
         sources["foreground"] = f"onnx:{matte_path}"
         logger.info("foreground: %.0f%% of the pixels (matte of %s > %.1f)", 100 * mask.mean().item(),
                     matte_path.name, FOREGROUND_THRESHOLD)
-    return FitTargets(targets.landmarks, targets.valid, targets.height, targets.width, maps["normal"], maps["depth"],
-                      mask, targets.frames, sources)
+    return replace(targets, normal=maps["normal"], depth=maps["depth"], mask=mask, map_source=sources)
 
 
 def warn_unmasked(targets: FitTargets) -> None:
@@ -159,6 +158,15 @@ def warn_unmasked(targets: FitTargets) -> None:
         logger.warning("%s maps from a model without a foreground matte: background pixels enter the losses where "
                        "the rendered head covers them (pass --foreground-model or set $EXPPORTRAIT_DAVID_FOREGROUND)",
                        " and ".join(models))
+
+
+def read_source_frames(source: str | os.PathLike, stride: int = 1, max_frames: int | None = None) -> np.ndarray:
+    """``F x H x W x 3`` uint8 frames of a video, an image, a frame folder or an ``exp-synth`` folder
+    (its ``frames/``)."""
+    root = Path(source)
+    frames, _ = read_frames(root / "frames" if (root / "frames").is_dir() else root, stride=stride,
+                            max_frames=max_frames)
+    return frames
 
 
 def load_targets(source: str | os.PathLike, image_size: int = 256, maps: str | os.PathLike | None = None,
@@ -175,8 +183,8 @@ def load_targets(source: str | os.PathLike, image_size: int = 256, maps: str | o
     ``$EXPPORTRAIT_DAVID_*`` variables are not read here (tracking needs no maps): :func:`fit_subject` reads them.
     """
     root, given = Path(source), maps is not None
-    frames_dir = root / "frames" if (root / "frames").is_dir() else root
-    frames, _ = read_frames(frames_dir, stride=stride, max_frames=max_frames)
+    frames = read_source_frames(source, stride, max_frames)
+    box = None
     lm_file = root / "landmarks.npy" if root.is_dir() else None
     if lm_file is not None and lm_file.is_file():
         landmarks = np.load(lm_file)[::stride][: len(frames)].astype(np.float32)
@@ -200,7 +208,7 @@ def load_targets(source: str | os.PathLike, image_size: int = 256, maps: str | o
         sources = {k: f"folder:{Path(maps) / sub}" for k, sub, m in (("normal", "normals", normal),
                                                                     ("depth", "depth", depth)) if m is not None}
     targets = FitTargets(torch.from_numpy(landmarks), torch.from_numpy(valid), h, w, normal=normal, depth=depth,
-                         frames=to_tensor(frames), map_source=sources)
+                         frames=to_tensor(frames), map_source=sources, crop_box=box)
     return add_maps(targets, normal_model, depth_model, foreground_model, normal_frame, given=given, use_env=False)
 
 

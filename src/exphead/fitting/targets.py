@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from exphead.tracking.crop import CropBox
+
 logger = logging.getLogger(__name__)
 MAP_SUFFIXES = (".npy", ".png", ".exr")
 MODEL_ENV = {"normal": "EXPPORTRAIT_DAVID_NORMAL", "depth": "EXPPORTRAIT_DAVID_DEPTH",
@@ -49,6 +51,8 @@ class FitTargets:
         frames: ``F x 3 x H x W`` RGB in [0, 1] or None (kept for previews and texture).
         map_source: where each map (and a model's foreground) came from, e.g.
             ``{"normal": "onnx:/m/normal.onnx", "foreground": "onnx:/m/foreground.onnx"}``.
+        crop_box: the square box the frames were cut from the source's frames with (None: not cropped), so
+            the same frames can be cropped again at another size without detecting faces again.
     """
 
     landmarks: Tensor
@@ -60,6 +64,7 @@ class FitTargets:
     mask: Tensor | None = None
     frames: Tensor | None = None
     map_source: dict[str, str] = field(default_factory=dict)
+    crop_box: CropBox | None = None
 
     def __post_init__(self) -> None:
         f = self.landmarks.shape[0]
