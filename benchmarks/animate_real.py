@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from skimage import data
-from skimage.transform import resize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_meta, print_table, write_json  # noqa: E402
@@ -35,31 +35,25 @@ from common import machine_meta, print_table, write_json  # noqa: E402
 from expgen.defaults import real_driving_video  # noqa: E402
 from expgen.pipeline import AnimateConfig, animate, write_outputs  # noqa: E402
 from exphead.head_model import HeadModel  # noqa: E402
-from exphead.media import read_frames, to_uint8, write_video  # noqa: E402
+from exphead.media import read_frames, to_tensor, to_uint8, write_video  # noqa: E402
 from exphead.metrics.csim import csim  # noqa: E402
 from exphead.tracking.landmarks import detect_landmarks  # noqa: E402
+from exphead.tracking.landmarks import mouth_opening as aperture  # noqa: E402
 
 
 def make_driving(path: Path, frames: int, height: int) -> tuple[Path, float]:
     """Upscale carphone to ``height`` and ping-pong it to ``frames`` frames; returns (path, fps)."""
     video, fps = read_frames(real_driving_video())
     width = int(round(video.shape[2] * height / video.shape[1] / 2)) * 2
-    big = np.stack([to_uint8_frame(resize(f, (height, width), order=1, anti_aliasing=False)) for f in video])
+    big = to_uint8(F.interpolate(to_tensor(video), size=(height, width), mode="bilinear", align_corners=False))
     order = np.concatenate([np.arange(len(big)), np.arange(len(big) - 2, 0, -1)])
     index = np.resize(order, frames)
     return write_video(path, big[index], fps=fps), fps
 
 
-def to_uint8_frame(image: np.ndarray) -> np.ndarray:
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
 def mouth_opening(frames: torch.Tensor) -> torch.Tensor:
     """Inner-lip gap over nose-to-chin height per ``F x 3 x H x W`` frame (NaN where no face)."""
-    lm, valid = detect_landmarks(to_uint8(frames), on_missing="skip")
-    lm = torch.from_numpy(lm)
-    gap = (lm[:, 66, 1] - lm[:, 62, 1]) / (lm[:, 8, 1] - lm[:, 27, 1])
-    return torch.where(torch.from_numpy(valid), gap, torch.nan)
+    return torch.from_numpy(aperture(detect_landmarks(to_uint8(frames), on_missing="skip")[0]))  # NaN rows stay NaN
 
 
 def main() -> None:

@@ -17,10 +17,9 @@ def mouth_opening(frames: torch.Tensor) -> torch.Tensor:
     """Inner-lip gap over nose-to-chin height, from dlib landmarks of each ``F x 3 x H x W`` frame."""
     from exphead.media import to_uint8
     from exphead.tracking.landmarks import detect_landmarks
+    from exphead.tracking.landmarks import mouth_opening as aperture
 
-    lm, _ = detect_landmarks(to_uint8(frames), on_missing="fail")
-    lm = torch.from_numpy(lm)
-    return (lm[:, 66, 1] - lm[:, 62, 1]) / (lm[:, 8, 1] - lm[:, 27, 1])
+    return torch.from_numpy(aperture(detect_landmarks(to_uint8(frames), on_missing="fail")[0]))
 
 
 @pytest.fixture(scope="module")

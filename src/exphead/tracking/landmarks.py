@@ -106,3 +106,9 @@ def detect_landmarks(frames: np.ndarray, detector: LandmarkDetector | None = Non
     if not valid.any():
         raise NoFaceError(f"no face found in any of the {len(frames)} frame(s)")
     return out, valid
+
+
+def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
+    """``F x 68 x 2`` iBUG landmarks -> ``F`` inner-lip gap (points 62-66) over nose-bridge-to-chin height
+    (points 27-8): a scale-free mouth aperture, about 0 closed and 0.2-0.3 wide open; NaN where missing."""
+    return (landmarks[:, 66, 1] - landmarks[:, 62, 1]) / (landmarks[:, 8, 1] - landmarks[:, 27, 1])
