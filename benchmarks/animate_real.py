@@ -32,8 +32,9 @@ from skimage import data
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_meta, print_table, write_json  # noqa: E402
 
-from expgen.defaults import real_driving_video  # noqa: E402
-from expgen.pipeline import AnimateConfig, animate, write_outputs  # noqa: E402
+from expgen.animator import AnimateConfig, animate
+from expgen.examples import real_driving_video  # noqa: E402
+from expgen.outputs import write_outputs  # noqa: E402
 from exphead.head_model import HeadModel  # noqa: E402
 from exphead.media import read_frames, to_tensor, to_uint8, write_video  # noqa: E402
 from exphead.metrics.csim import csim  # noqa: E402
@@ -93,10 +94,12 @@ def main() -> None:
                "mouth_corr": torch.corrcoef(torch.stack([drive[ok], gen[ok]]))[0, 1].item()}
     if args.mode == "cross":
         quality["csim_vs_driver"] = csim(result.frames, result.driving).item()
-    from expgen.bench.motion import TrackerMotionExtractor
+    from exphead.metrics import TrackerMotionExtractor
+    from exphead.tracking import VideoTracker
+
     from exphead.metrics import aed, apd
 
-    extractor = TrackerMotionExtractor(model)
+    extractor = TrackerMotionExtractor(VideoTracker(model=model))
     gen_motion, drv_motion = extractor(result.frames), extractor(result.driving)
     quality["aed"] = aed(gen_motion.expression, drv_motion.expression).item()
     quality["apd"] = apd(gen_motion.head_pose, drv_motion.head_pose).item()

@@ -30,7 +30,7 @@ from exphead.tracking.tracker import TrackerConfig
 frames, size, steps, track_steps = (int(a) for a in sys.argv[1:5])
 model = HeadModel()
 targets = synthetic_targets(model, 7, frames, size)
-tracker = TrackerConfig(rigid_steps=track_steps // 3, steps=track_steps)
+tracker = TrackerConfig(steps=track_steps)
 t0 = time.time()
 dm = SubjectDataModule(targets=targets, model=model, tracker=tracker)
 dm.setup()
@@ -45,16 +45,16 @@ print(json.dumps({"track_s": t1 - t0, "fit_s": t2 - t1,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="128 px, 20 detail steps, 60 tracking steps")
+    ap.add_argument("--quick", action="store_true", help="128 px, 10 detail steps, 60 tracking steps")
     ap.add_argument("--json")
     ap.add_argument("--frames", type=int, nargs="+", default=[1, 8, 32, 128])
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--track-steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     if args.quick:
-        args.size, args.steps, args.track_steps = 128, 20, 60
+        args.size, args.steps, args.track_steps = 128, 10, 60
     rows = []
     for f in args.frames:
         out = subprocess.run([sys.executable, "-c", CHILD, str(f), str(args.size), str(args.steps),

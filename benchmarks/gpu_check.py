@@ -303,7 +303,7 @@ def section_fit(device: torch.device, smoke: bool) -> list[dict[str, Any]]:
     from exphead.synthetic.subject import make_subject
     from exphead.tracking.tracker import TrackerConfig
 
-    frames, size, steps = (2, 64, 5) if smoke else (16, 256, 400)
+    frames, size, steps = (2, 64, 3) if smoke else (16, 256, 200)
     model = HeadModel()
     targets = synthetic_targets(model, 100, frames, size)
     truth = make_subject(model, 100, frames, height=size, width=size)
@@ -345,9 +345,9 @@ def section_pipeline(device: torch.device, smoke: bool, out: Path, sources: list
     import lightning as L
 
     from expgen import DiffusionModule, VideoDataModule
+    from expgen.animator import AnimateConfig, animate
     from expgen.data import ClipBuildConfig, build_clips
-    from expgen.defaults import default_driving_video, real_driving_video
-    from expgen.pipeline import AnimateConfig, animate
+    from expgen.examples import default_driving_video, real_driving_video
     from exphead.fitting import FitConfig
     from exphead.head_model import HeadModel
     from exphead.tracking.tracker import TrackerConfig
@@ -356,8 +356,8 @@ def section_pipeline(device: torch.device, smoke: bool, out: Path, sources: list
     frames, size, steps = (5, 64, 2) if smoke else (17, 256, 30)
     model = HeadModel()
     sources = sources or [str(real_driving_video()), str(default_driving_video(model=model))]
-    fit = FitConfig(image_size=128, steps=10 if smoke else 100, show_progress=False,
-                    tracker=TrackerConfig(rigid_steps=20, steps=40) if smoke else TrackerConfig(),
+    fit = FitConfig(image_size=128, steps=5 if smoke else 50, show_progress=False,
+                    tracker=TrackerConfig(steps=40, rigid_fraction=0.5) if smoke else TrackerConfig(),
                     accelerator="gpu" if gpu else "cpu")
     clock = time.perf_counter()
     report = build_clips(sources, out / "clips", None, ClipBuildConfig(num_frames=frames, size=size, driving="fitted",
@@ -377,8 +377,8 @@ def section_pipeline(device: torch.device, smoke: bool, out: Path, sources: list
     module.save_pretrained(out / "tiny-weights")
     cfg = AnimateConfig(size=size, fit_size=128, max_frames=frames, generator="diffusion",
                         generator_weights=str(out / "tiny-weights"), device=str(device),
-                        dtype="bfloat16" if gpu else "float32", show_progress=False, fit_steps=20,
-                        tracker=TrackerConfig(rigid_steps=20, steps=40))
+                        dtype="bfloat16" if gpu else "float32", show_progress=False, fit_steps=10,
+                        tracker=TrackerConfig(steps=40, rigid_fraction=0.5))
     clock = time.perf_counter()
     result = animate(None, sources[0], AnimateConfig(**{**cfg.__dict__, "mode": "self"}), model=model)
     row["animate_s"] = time.perf_counter() - clock

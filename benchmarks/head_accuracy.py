@@ -60,16 +60,16 @@ def scores(model: HeadModel, verts_cam: torch.Tensor, truth_cam: torch.Tensor, K
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="2 subjects, 6 frames, 128 px, 120 steps")
+    ap.add_argument("--quick", action="store_true", help="2 subjects, 6 frames, 128 px, 60 steps")
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--subjects", type=int, default=3)
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     if args.quick:
-        args.subjects, args.frames, args.size, args.steps = 2, 6, 128, 120
+        args.subjects, args.frames, args.size, args.steps = 2, 6, 128, 60
     torch.set_num_threads(args.threads)
     model = HeadModel()
     tracker = TrackerConfig()

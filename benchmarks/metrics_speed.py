@@ -36,6 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_meta, print_table, write_json  # noqa: E402
 
+from exphead.media import to_uint8
 from exphead.metrics import (  # noqa: E402
     AED,
     APD,
@@ -47,7 +48,7 @@ from exphead.metrics import (  # noqa: E402
     L1Distance,
     MotionEstimate,
 )
-from exphead.metrics.face_detection import DlibFaceDetector, MTCNNFaceDetector, to_uint8_images  # noqa: E402
+from exphead.tracking.faces import DlibFaceDetector, MTCNNFaceDetector  # noqa: E402
 
 log = logging.getLogger("metrics_speed")
 SIZE = 512
@@ -141,7 +142,7 @@ def _references(
         rects, scores, _ = detector.run(image, 0, 0.0)
         return np.array(recognizer.compute_face_descriptor(image, shape5(image, rects[int(np.argmax(scores))])))
 
-    p_u8, t_u8 = to_uint8_images(preds), to_uint8_images(target)
+    p_u8, t_u8 = to_uint8(preds), to_uint8(target)
     values = []
     for p, t in zip(p_u8, t_u8):
         a, b = descriptor(p), descriptor(t)
@@ -173,16 +174,16 @@ def _detector_comparison(repeats: int) -> dict[str, Any]:
     detectors: dict[str, Callable[[np.ndarray], Any]] = {
         "mtcnn(min_face_size=40)": MTCNNFaceDetector(),
         "mtcnn(min_face_size=20)": MTCNNFaceDetector(min_face_size=20),
-        "dlib_hog(upsample=0)": DlibFaceDetector(),
-        "dlib_hog(upsample=1)": DlibFaceDetector(upsample=1),
+        "dlib_hog(upsample=0)": DlibFaceDetector(upsample=0, cnn_fallback=False),
+        "dlib_hog(upsample=1)": DlibFaceDetector(upsample=1, cnn_fallback=False),
     }
     for name, detector in detectors.items():
-        found = sum(detector(v[None])[0] is not None for v in variants)
-        detector(image[None])
+        found = sum(bool(detector.detect(v)) for v in variants)
+        detector.detect(image)
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
-            detector(image[None])
+            detector.detect(image)
             best = min(best, time.perf_counter() - start)
         result[name] = {"found": f"{found}/{len(variants)}", "ms_per_512_frame": round(1000 * best, 1)}
     return result

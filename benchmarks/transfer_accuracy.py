@@ -42,7 +42,7 @@ from exptransfer import (  # noqa: E402
     write_synthetic_heads,
 )
 from exptransfer.metrics import normal_error_deg, vertex_error_mm  # noqa: E402
-from exptransfer.synthetic import make_creased_subject, subject_head  # noqa: E402
+from exptransfer.synthetic import make_creased_subject  # noqa: E402
 
 EVAL_SEED = 100_000  # evaluation identities are drawn far from the training seeds (0 ..)
 
@@ -75,7 +75,7 @@ def evaluate(model: HeadModel, net: torch.nn.Module, pairs: int, frames: int,
         target = make_creased_subject(model, EVAL_SEED + 2 * k + 1, frames, age_t, resting_creases)
         truth = adapted_details(model, target, driver.params.expression)
         predictions = {"none": torch.zeros_like(truth), "copy": driver.delta_f,
-                       "module": transfer(subject_head(model, target), driver.params, net).delta_f}
+                       "module": transfer(target.head(model), driver.params, net).delta_f}
         params = HeadParams.zeros(frames, model.num_betas, model.num_expression)
         params.betas, params.expression = target.params.betas, driver.params.expression
         base = model.canonical(params, target.delta_g)

@@ -5,18 +5,18 @@ import pytest
 import torch
 from skimage import data
 
+from expgen.animator import AnimateConfig, animate
 from expgen.cli.animate import main as animate_main
-from expgen.pipeline import AnimateConfig, animate
 from exphead.media import MediaError, read_frames, write_video
 from exphead.tracking.tracker import TrackerConfig
 
-SMALL = AnimateConfig(size=128, fit_size=128, fit_steps=10, max_frames=5, show_progress=False,
-                      tracker=TrackerConfig(rigid_steps=20, steps=40))
+SMALL = AnimateConfig(size=128, fit_size=128, fit_steps=5, max_frames=5, show_progress=False,
+                      tracker=TrackerConfig(steps=40, rigid_fraction=0.5))
 
 
 @pytest.fixture(scope="module")
 def driving_video(tmp_path_factory, head_model):
-    from expgen.defaults import default_driving_video
+    from expgen.examples import default_driving_video
 
     return default_driving_video(num_frames=8, size=256, path=tmp_path_factory.mktemp("drv") / "drv.mp4",
                                  model=head_model)
@@ -24,8 +24,8 @@ def driving_video(tmp_path_factory, head_model):
 
 def test_cli_writes_video_and_previews(tmp_path, driving_video):
     out = tmp_path / "astro.mp4"
-    rc = animate_main(["--driving", str(driving_video), "--out", str(out), "--size", "128", "--fit-size", "128",
-                       "--max-frames", "5", "--fit-steps", "5", "--track-steps", "30"])
+    rc = animate_main(["--driving", str(driving_video), "--out", str(out), "--size", "128", "--fit_size", "128",
+                       "--max_frames", "5", "--fit_steps", "2", "--tracker.steps", "30"])
     assert rc == 0
     frames, _ = read_frames(out)
     assert frames.shape == (5, 128, 128, 3)
@@ -97,14 +97,14 @@ def test_bad_reference_and_output_paths(tmp_path, driving_video):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert animate_main(["-d", str(driving_video), "-o", str(blocker / "o.mp4"), "--size", "64",
-                         "--max-frames", "2"]) == 2
+                         "--max_frames", "2"]) == 2
 
 
 def test_diffusion_without_weights_is_a_clear_error(tmp_path, driving_video):
-    with pytest.raises(FileNotFoundError, match="generator-weights"):
+    with pytest.raises(FileNotFoundError, match="generator_weights"):
         animate(data.astronaut(), str(driving_video), AnimateConfig(**{**SMALL.__dict__, "generator": "diffusion"}))
     missing = tmp_path / "no_such_weights"
-    rc = animate_main(["-d", str(driving_video), "-o", str(tmp_path / "o.mp4"), "--generator-weights", str(missing)])
+    rc = animate_main(["-d", str(driving_video), "-o", str(tmp_path / "o.mp4"), "--generator_weights", str(missing)])
     assert rc == 2
 
 

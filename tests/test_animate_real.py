@@ -5,12 +5,12 @@ import pytest
 import torch
 from skimage import data
 
-from expgen.defaults import real_driving_video
-from expgen.pipeline import AnimateConfig, animate
+from expgen.animator import AnimateConfig, animate
+from expgen.examples import real_driving_video
 from exphead.tracking.tracker import TrackerConfig
 
-CFG = AnimateConfig(size=256, fit_size=128, fit_steps=20, stride=4, show_progress=False,
-                    tracker=TrackerConfig(rigid_steps=40, steps=100))
+CFG = AnimateConfig(size=256, fit_size=128, fit_steps=10, stride=4, show_progress=False,
+                    tracker=TrackerConfig(steps=100, rigid_fraction=0.4))
 
 
 def mouth_opening(frames: torch.Tensor) -> torch.Tensor:
@@ -53,8 +53,8 @@ def test_cli_default_drives_the_astronaut_with_the_real_clip(tmp_path, caplog):
 
     out = tmp_path / "astro.mp4"
     with caplog.at_level(logging.INFO):
-        rc = animate_main(["--out", str(out), "--size", "96", "--fit-size", "96", "--max-frames", "5",
-                           "--fit-steps", "3", "--track-steps", "15"])
+        rc = animate_main(["--out", str(out), "--size", "96", "--fit_size", "96", "--max_frames", "5",
+                           "--fit_steps", "1", "--tracker.steps", "15"])
     assert rc == 0
     assert "carphone" in caplog.text
     frames, _ = read_frames(out)

@@ -1,4 +1,4 @@
-"""Clips from fitted heads (expgen.data.heads): a small exp-synth subject (level-0 head model, 96 px, 13 frames),
+"""Clips from fitted heads (expgen.data.clip_builder): a small exp-synth subject (level-0 head model, 96 px, 13 frames),
 fitted for a few steps, cut into three 5-frame clips; N^D / N^R checked against direct renders."""
 
 import os
@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from expgen.cli.clips import main as clips_main
-from expgen.data import ClipBuildConfig, ClipDataset, VideoDataModule, build_clips, load_frozen_transfer, read_clip
-from expgen.data.heads import reference_vertices, temporal_context
+from expgen.data import ClipBuildConfig, ClipDataset, VideoDataModule, build_clips, read_clip
 from expgen.module import DiffusionModule
 from exphead.fitting import FitConfig
 from exphead.media import read_frames, to_uint8
@@ -18,11 +17,11 @@ from exphead.personalized import PersonalizedHead
 from exphead.render import normal_to_image, render_normal_depth
 from exphead.synthetic.storage import write_synthetic_subject
 from exphead.tracking.tracker import TrackerConfig
-from exptransfer import ExpressionTransfer, transfer
+from exptransfer import ExpressionTransfer, freeze_transfer, load_transfer, temporal_context, transfer
 
 SIZE, FRAMES, CLIP, HOP = 96, 13, 5, 4
 STARTS = (0, 4, 8)
-FIT = FitConfig(steps=20, frames_per_step=2, tracker=TrackerConfig(rigid_steps=20, steps=40), show_progress=False,
+FIT = FitConfig(steps=10, frames_per_step=2, tracker=TrackerConfig(steps=40, rigid_fraction=0.5), show_progress=False,
                 checkpoint_every=10)
 
 
@@ -115,7 +114,7 @@ def test_reference_normal_is_the_neutral_mesh_in_the_reference_pose(built):
         rest.jaw_pose.zero_()
         out = model(rest, head.delta_g)
         assert (out.canonical[0] - head.neutral()).abs().max() < 1e-6  # V_neutral = V^s + Δg
-        assert torch.equal(out.vertices, reference_vertices(head, ref))
+        assert torch.equal(out.vertices, head.posed_neutral(ref))
         direct = encode(out.vertices, model, built.camera)[0]
         assert (clip.reference_normal.int() - direct.int()).abs().max() <= 1
         # no expression: differs from the fitted expressive frame's normals
@@ -178,7 +177,7 @@ def test_rerun_skips_existing_clips_and_heads(built, tmp_path):
 
 def test_datamodule_builds_clips_from_sources(built, tmp_path):
     built.net.save_pretrained(tmp_path / "transfer")
-    frozen = load_frozen_transfer(tmp_path / "transfer")
+    frozen = freeze_transfer(load_transfer(tmp_path / "transfer"))
     assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
     dm = VideoDataModule(str(tmp_path / "clips"), num_frames=CLIP, resolution=SIZE, sources=[str(built.subject)],
                          heads_dir=str(built.root / "heads"), transfer_checkpoint=str(tmp_path / "transfer"),
@@ -221,24 +220,22 @@ def test_bad_sources_fail_clearly_or_are_skipped(built, tmp_path):
 def test_exp_clips_command(built, tmp_path):
     out = tmp_path / "cli"
     args = [str(built.subject), "--out", str(out), "--heads", str(built.root / "heads"), "--driving", "fitted",
-            "--frames", str(CLIP), "--size", str(SIZE), "--hop", str(HOP), "--level", "0"]
+            "--num_frames", str(CLIP), "--size", str(SIZE), "--hop", str(HOP), "--level", "0"]
     assert clips_main(args) == 0
     for start, clip in zip(STARTS, clips_of(built, "fitted")):
         assert torch.equal(read_clip(out / f"subject_0003_{start:06d}.safetensors").driving_normals,
                            clip.driving_normals)
-    with pytest.raises(SystemExit) as exit_info:  # the paper's driving needs --transfer
-        clips_main([str(built.subject), "--out", str(tmp_path / "cli2"), "--frames", str(CLIP)])
-    assert exit_info.value.code == 2
-
+    # the paper's driving needs --transfer: one line, exit 2
+    assert clips_main([str(built.subject), "--out", str(tmp_path / "cli2"), "--num_frames", str(CLIP)]) == 2
 
 
 def test_video_source_is_cropped_once_at_both_sizes(built, tmp_path):
     """A video is cropped by detection at the fit size; its clips reuse that crop box at the clip size."""
     from exphead.fitting import load_targets
     from exphead.media import write_video
-    from exphead.tracking.landmarks import DlibLandmarkDetector
+    from exphead.tracking import DlibFaceDetector
 
-    class Counting(DlibLandmarkDetector):
+    class Counting(DlibFaceDetector):
         calls = 0
 
         def __call__(self, image):
@@ -252,7 +249,7 @@ def test_video_source_is_cropped_once_at_both_sizes(built, tmp_path):
     detector = Counting()
     report = build_clips([video], tmp_path / "clips", None, cfg, model=built.model, detector=detector)
     assert len(report.written) == 3 and Counting.calls <= FRAMES + 8  # one pass over the frames (+ crop sample)
-    ref = load_targets(video, image_size=64, detector=DlibLandmarkDetector())  # an independent crop at 64 px
+    ref = load_targets(video, FitConfig(image_size=64), detector=DlibFaceDetector())  # an independent crop at 64 px
     clip = read_clip(report.written[0])
     expected = torch.from_numpy(to_uint8(ref.frames[:CLIP])).permute(0, 3, 1, 2)
     assert (clip.frames.int() - expected.int()).abs().max() <= 1

@@ -9,7 +9,7 @@ from exphead.head_model import HeadParams
 from exphead.synthetic.subject import make_subject
 from exptransfer import ExpressionEncoder, ExpressionTransfer, identity_geometry, load_transfer, transfer
 from exptransfer.identity import detail_heights, head_frame
-from exptransfer.synthetic import make_creased_subject, subject_head
+from exptransfer.synthetic import make_creased_subject
 
 
 def _rotation(axis: torch.Tensor, angle: float) -> torch.Tensor:
@@ -25,7 +25,7 @@ def subject(head_model):
 
 @pytest.fixture(scope="module")
 def head(head_model, subject):
-    return subject_head(head_model, subject)
+    return subject.head(head_model)
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +88,12 @@ def test_identity_geometry_frame_features_are_similarity_invariant(head_model, h
 def test_detail_features_see_resting_creases(head_model):
     """No personal detail on the face -> zero detail features; resting creases -> negative (inward) heights
     where they are, proportional to their depth."""
-    plain = subject_head(head_model, make_creased_subject(head_model, 3, 1, age=0.9, resting_creases=0.0))
+    plain = make_creased_subject(head_model, 3, 1, age=0.9, resting_creases=0.0).head(head_model)
     g0 = identity_geometry(head_model, plain.neutral(), plain.betas[0])
     assert g0.detail.abs().max() < 1e-3  # mm: float rounding only (exphead's Δg is zero on the face)
     depths = []
     for rho in (0.1, 0.3):
-        creased = subject_head(head_model, make_creased_subject(head_model, 3, 1, age=0.9, resting_creases=rho))
+        creased = make_creased_subject(head_model, 3, 1, age=0.9, resting_creases=rho).head(head_model)
         g = identity_geometry(head_model, creased.neutral(), creased.betas[0])
         crease = (creased.delta_g - plain.delta_g).norm(dim=-1)[head_model.face_mask > 0] * 1000
         deep = crease > 0.5 * crease.max()

@@ -8,7 +8,7 @@ from exphead.head_model import HeadModel
 from exphead.personalized import PersonalizedHead
 from exphead.render import render_normal_depth
 from exphead.synthetic.subject import make_subject
-from exphead.tracking.tracker import TrackerConfig
+from exphead.tracking.tracker import TrackerConfig, TrackingResult
 
 SIZE, FRAMES = 96, 4
 
@@ -42,16 +42,14 @@ def _normal_error_deg(model, verts_cam_fit, truth_targets, camera):
 def fitted(tmp_path_factory, small_model, subject):
     targets, _ = subject
     out = tmp_path_factory.mktemp("fit")
-    cfg = FitConfig(steps=60, frames_per_step=2, tracker=TrackerConfig(rigid_steps=40, steps=120),
-                    show_progress=False, checkpoint_every=30)
+    cfg = FitConfig(steps=30, frames_per_step=2, tracker=TrackerConfig(steps=120),
+                    show_progress=False, checkpoint_every=15)
     return out, cfg, fit_subject(targets, out, cfg, model=small_model)
 
 
 def test_tracker_recovers_pose_and_jaw(fitted, subject):
-    from exphead.fitting.data import load_tracking
-
     _, truth = subject
-    res = load_tracking(fitted[0] / "tracking.safetensors")
+    res, _ = TrackingResult.load(fitted[0] / "tracking.safetensors")
     assert res.error_px.mean() < 1.0  # pixels at 96 px
     rot_err = torch.rad2deg((res.head_rotation - (truth.params.neck_pose + truth.params.head_pose)).norm(dim=-1))
     assert rot_err.mean() < 6.0
@@ -63,9 +61,7 @@ def test_fit_beats_tracking_and_roundtrips(fitted, small_model, subject):
     out, cfg, head = fitted
     gt = _camera_vertices(small_model, truth.params, truth.delta_g, truth.delta_f, truth.camera.scaled(SIZE, SIZE))
     fit = _camera_vertices(small_model, head.params, head.delta_g, head.delta_f(), head.camera)
-    from exphead.fitting.data import load_tracking
-
-    tr = load_tracking(out / "tracking.safetensors")
+    tr, _ = TrackingResult.load(out / "tracking.safetensors")
     trk = _camera_vertices(small_model, tr.params, None, None, tr.camera)
     fit_err = (fit - gt).norm(dim=-1).mean().item() * 1000
     trk_err = (trk - gt).norm(dim=-1).mean().item() * 1000
@@ -80,9 +76,9 @@ def test_fit_beats_tracking_and_roundtrips(fitted, small_model, subject):
     assert torch.equal(loaded.delta_g, head.delta_g) and torch.equal(loaded.delta_f_face, head.delta_f_face)
     assert torch.equal(loaded.params.expression, head.params.expression)
     # resume: a longer fit on the same folder continues from the last checkpoint
-    cfg.steps = 70
+    cfg.steps = 35
     resumed = fit_subject(targets, out, cfg, model=small_model)
-    assert resumed.meta["resumed_from_step"] == 60
+    assert resumed.meta["resumed_from_step"] == 30
 
 
 def test_single_image_fit_and_exports(tmp_path, small_model, subject):
@@ -91,7 +87,7 @@ def test_single_image_fit_and_exports(tmp_path, small_model, subject):
 
     one = FitTargets(targets.landmarks[:1], targets.valid[:1], SIZE, SIZE, targets.normal[:1], targets.depth[:1],
                      targets.mask[:1])
-    cfg = FitConfig(steps=20, frames_per_step=1, tracker=TrackerConfig(rigid_steps=30, steps=60),
+    cfg = FitConfig(steps=10, frames_per_step=1, tracker=TrackerConfig(steps=60, rigid_fraction=0.5),
                     show_progress=False, weights=DetailLossWeights())
     head = fit_subject(one, None, cfg, model=small_model)
     assert head.num_frames == 1
@@ -110,7 +106,7 @@ def test_real_photo_fits_from_one_image(tmp_path, small_model):
     from exphead.media import write_image
 
     write_image(tmp_path / "astronaut.png", data.astronaut())
-    cfg = FitConfig(image_size=128, steps=10, frames_per_step=1, tracker=TrackerConfig(rigid_steps=40, steps=100),
+    cfg = FitConfig(image_size=128, steps=5, frames_per_step=1, tracker=TrackerConfig(steps=100, rigid_fraction=0.4),
                     show_progress=False)
     head = fit_subject(tmp_path / "astronaut.png", tmp_path / "fit", cfg, model=small_model)
     assert head.num_frames == 1 and not head.meta["has_maps"]
@@ -126,10 +122,10 @@ def test_relative_depth_keeps_the_trackers_distance(small_model):
     with torch.no_grad():
         true_z = truth.camera.scaled(size, size).expand(frames).world_to_camera(
             small_model(truth.params, truth.delta_g, truth.delta_f).vertices)[..., 2].mean()
-    tracker = TrackerConfig(rigid_steps=30, steps=80)
+    tracker = TrackerConfig(steps=80, rigid_fraction=0.375)
     z = {}
     for anchor in (0.0, DetailLossWeights().depth_anchor):
-        cfg = FitConfig(steps=60, frames_per_step=2, tracker=tracker, show_progress=False,
+        cfg = FitConfig(steps=30, frames_per_step=2, tracker=tracker, show_progress=False,
                         depth_alignment="scale_shift", weights=DetailLossWeights(depth_anchor=anchor))
         head = fit_subject(targets, None, cfg, model=small_model)
         with torch.no_grad():
@@ -140,10 +136,44 @@ def test_relative_depth_keeps_the_trackers_distance(small_model):
 
 def test_fit_is_reproducible_whatever_the_global_rng(small_model):
     targets = synthetic_targets(small_model, 5, 4, 64)
-    cfg = FitConfig(steps=6, frames_per_step=2, tracker=TrackerConfig(rigid_steps=10, steps=20), show_progress=False)
+    cfg = FitConfig(steps=3, frames_per_step=2, tracker=TrackerConfig(steps=20, rigid_fraction=0.5),
+                    show_progress=False)
     heads = []
     for seed in (1, 2):
         torch.manual_seed(seed)
         heads.append(fit_subject(targets, None, cfg, model=small_model))
     assert torch.equal(heads[0].delta_g, heads[1].delta_g)
     assert torch.equal(heads[0].delta_f_face, heads[1].delta_f_face)
+
+
+def test_checkpoint_restores_the_module_with_load_from_checkpoint(fitted, small_model):
+    """Lightning's own loader (weights_only) rebuilds HeadFitModule from last.ckpt: hyper-parameters written once,
+    the head model rebuilt from them (its buffers are not in the checkpoint)."""
+    from exphead.fitting import HeadFitModule, head_from_module
+
+    out, _, head = fitted
+    ckpt = out / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert not any(k.startswith("model.") for k in state["state_dict"])  # the HeadModel is rebuilt, not stored
+    module = HeadFitModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True, level=1)
+    assert bool(module.initialized) and module.hparams.image_size == (SIZE, SIZE)
+    assert module.weights == DetailLossWeights()
+    restored = head_from_module(module)
+    assert restored.params.batch_size == FRAMES
+    assert (restored.delta_g - head.delta_g).abs().max() < 0.02  # the checkpoint of step 30 vs the resumed fit
+    assert restored.camera.height == SIZE and torch.equal(restored.camera.K, head.camera.K)
+
+
+def test_a_second_subject_in_the_same_folder_is_fitted_afresh(tmp_path, small_model):
+    """Fit A into a folder, then B into the same folder: B's head is B's (tracking cache and checkpoint of A
+    are keyed by their inputs and not reused)."""
+    cfg = FitConfig(steps=4, frames_per_step=2, tracker=TrackerConfig(steps=30), show_progress=False,
+                    checkpoint_every=2)
+    a, b = (synthetic_targets(small_model, seed, 3, 64) for seed in (21, 22))
+    fit_subject(a, tmp_path, cfg, model=small_model)
+    head_b = fit_subject(b, tmp_path, cfg, model=small_model)
+    fresh_b = fit_subject(b, None, cfg, model=small_model)
+    assert head_b.meta["resumed_from_step"] == 0
+    assert torch.equal(head_b.delta_g, fresh_b.delta_g)  # exactly the fit of B alone
+    tracking, meta = TrackingResult.load(tmp_path / "tracking.safetensors")
+    assert torch.equal(tracking.landmarks, b.landmarks)

@@ -11,13 +11,23 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from exphead.fitting import FitConfig, FitTargets, HeadFitModule, OnnxMapEstimator, fit_subject, synthetic_targets
-from exphead.fitting.data import FrameDataset, load_tracking
-from exphead.fitting.fit import add_maps, load_targets, subject_targets
-from exphead.fitting.targets import pad_to_square, resolve_map_model
+from exphead.fitting import (
+    FitConfig,
+    FitTargets,
+    HeadFitModule,
+    OnnxMapEstimator,
+    add_maps,
+    fit_subject,
+    load_targets,
+    resolve_map_model,
+    subject_targets,
+    synthetic_targets,
+)
+from exphead.fitting.data import FrameDataset
+from exphead.fitting.onnx_maps import pad_to_square
 from exphead.head_model import HeadModel
 from exphead.media import write_image
-from exphead.tracking.tracker import TrackerConfig
+from exphead.tracking.tracker import TrackerConfig, TrackingResult
 
 pytest.importorskip("onnxruntime")
 
@@ -199,13 +209,13 @@ def test_map_sources_conflicts_and_environment(tmp_path, monkeypatch):
     # the folder's own normals are used, and an explicit model replaces them
     t = load_targets(subject)
     assert t.map_source == {"normal": f"folder:{subject / 'normals'}"}
-    t = load_targets(subject, normal_model=normal_model, depth_model=depth_model)
+    t = load_targets(subject, FitConfig(normal_model=str(normal_model), depth_model=str(depth_model)))
     assert t.map_source == {"normal": f"onnx:{normal_model}", "depth": f"onnx:{depth_model}"}
     assert torch.allclose(t.normal, torch.tensor([0.0, -0.6, -0.8])[None, :, None, None])  # OpenGL -> OpenCV
     assert torch.allclose(t.depth, torch.tensor(3.0)) and torch.equal(t.mask, torch.ones_like(t.mask))
     # maps passed explicitly and a model for the same kind: an error
     with pytest.raises(ValueError, match="normal maps given twice"):
-        load_targets(subject, maps=subject, normal_model=normal_model)
+        load_targets(subject, FitConfig(normal_model=str(normal_model)), maps=subject)
     # the environment fills missing kinds only
     monkeypatch.setenv("EXPPORTRAIT_DAVID_NORMAL", str(normal_model))
     monkeypatch.setenv("EXPPORTRAIT_DAVID_DEPTH", str(depth_model))
@@ -238,10 +248,10 @@ def test_map_sources_conflicts_and_environment(tmp_path, monkeypatch):
     # exp-fit: the same conflict is a clean exit with the message
     from exphead.cli.fit import main
 
-    code = main([str(subject), "-o", str(tmp_path / "out"), "--maps", str(subject), "--normal-model",
+    code = main([str(subject), "-o", str(tmp_path / "out"), "--maps", str(subject), "--normal_model",
                  str(normal_model)])
     assert code == 2
-    code = main([str(subject), "-o", str(tmp_path / "out"), "--depth-model", str(depth_model), "--foreground-model",
+    code = main([str(subject), "-o", str(tmp_path / "out"), "--depth_model", str(depth_model), "--foreground_model",
                  str(tmp_path / "missing_matte.onnx")])
     assert code == 2
 
@@ -296,7 +306,7 @@ def test_pixels_outside_the_matte_carry_no_weight(tmp_path, small_model):
         (_, unmasked), (_, unmasked_noisy) = (module.compute_loss(dict(b, mask=ones)) for b in (batch, noisy))
         assert unmasked_noisy["normal"] > unmasked["normal"] + 0.01
         assert unmasked_noisy["depth"] > unmasked["depth"] + 0.1
-        module.hparams["depth_alignment"] = "auto"  # resolved only from a datamodule's targets
+        module.depth_alignment = "auto"  # resolved only from a datamodule's targets
         with pytest.raises(ValueError, match="resolved in setup"):
             module.compute_loss(batch)
 
@@ -343,7 +353,7 @@ def test_fit_with_onnx_maps_end_to_end(tmp_path, small_model, caplog):
     torch.testing.assert_close(est.depth[m > 0], (7.0 * code + 2.0)[m > 0], atol=1e-5, rtol=0)
     assert torch.equal(est.mask, m)
 
-    tracker = TrackerConfig(rigid_steps=40, steps=120)
+    tracker = TrackerConfig(steps=120)
     gt = _camera_vertices(small_model, truth.params, truth.delta_g, truth.delta_f, truth.camera.scaled(SIZE, SIZE))
     shape = {}  # relative depth leaves the head's distance free, so compare shapes up to translation (mm)
     for name, foreground in (("matte", str(fg_model)), ("no matte", None)):
@@ -351,7 +361,7 @@ def test_fit_with_onnx_maps_end_to_end(tmp_path, small_model, caplog):
         if name == "no matte":  # the same tracking: only the detail fit differs
             out.mkdir()
             (out / "tracking.safetensors").write_bytes((tmp_path / "matte" / "tracking.safetensors").read_bytes())
-        cfg = FitConfig(steps=60, frames_per_step=2, tracker=tracker, show_progress=False, checkpoint_every=1000,
+        cfg = FitConfig(steps=30, frames_per_step=2, tracker=tracker, show_progress=False, checkpoint_every=1000,
                         normal_model=str(normal_model), depth_model=str(depth_model), foreground_model=foreground)
         torch.manual_seed(0)
         caplog.clear()
@@ -366,7 +376,7 @@ def test_fit_with_onnx_maps_end_to_end(tmp_path, small_model, caplog):
         assert ("without a foreground matte" in caplog.text) == (foreground is None)
         fit = _camera_vertices(small_model, head.params, head.delta_g, head.delta_f(), head.camera)
         shape[name] = (_centred(fit) - _centred(gt)).norm(dim=-1).mean().item() * 1000
-    tr = load_tracking(tmp_path / "matte" / "tracking.safetensors")
+    tr, _ = TrackingResult.load(tmp_path / "matte" / "tracking.safetensors")
     trk = _camera_vertices(small_model, tr.params, None, None, tr.camera)
     shape["tracking"] = (_centred(trk) - _centred(gt)).norm(dim=-1).mean().item() * 1000
     # measured (level-1 head, 96 px, 60 steps): matte 6.3 mm, no matte 6.9 mm, tracking 8.3 mm
@@ -377,7 +387,8 @@ def test_fit_with_onnx_maps_end_to_end(tmp_path, small_model, caplog):
 def test_fit_without_maps_runs_on_landmarks_and_says_so(small_model, caplog):
     t = synthetic_targets(small_model, seed=3, num_frames=1, image_size=64)
     bare = FitTargets(t.landmarks, t.valid, 64, 64, frames=t.frames)
-    cfg = FitConfig(steps=2, frames_per_step=1, tracker=TrackerConfig(rigid_steps=5, steps=5), show_progress=False)
+    cfg = FitConfig(steps=1, frames_per_step=1, tracker=TrackerConfig(steps=5, rigid_fraction=1.0),
+                    show_progress=False)
     with caplog.at_level(logging.WARNING, logger="exphead.fitting"):
         head = fit_subject(bare, None, cfg, model=small_model)
     assert "fitting landmarks only" in caplog.text
@@ -409,11 +420,11 @@ def test_exp_train_datamodule_takes_onnx_models_and_resolves_auto_alignment(tmp_
                "--model.init_args.level=1", f"--model.init_args.image_size=[{s}, {s}]",
                "--data.init_args.num_frames=2", f"--data.init_args.image_size={s}",
                "--data.init_args.frames_per_step=2", f"--data.init_args.cache_dir={tmp_path}",
-               "--data.init_args.tracker.rigid_steps=10", "--data.init_args.tracker.steps=10",
+               "--data.init_args.tracker.rigid_fraction=1.0", "--data.init_args.tracker.steps=10",
                f"--data.init_args.depth_model={depth_model}", f"--data.init_args.foreground_model={fg_model}"])
     t = run.datamodule.targets
     assert t.map_source == {"normal": "synthetic:0", "depth": f"onnx:{depth_model}", "foreground": f"onnx:{fg_model}"}
     torch.testing.assert_close(t.depth, 5.0 * t.frames[:, 2:3] + 1.0, atol=1e-5, rtol=0)
     assert t.mask.sum() > 100 and t.mask[..., disc == 0].max() == 0
-    assert run.model.hparams.depth_alignment == "scale_shift"
+    assert run.model.depth_alignment == "scale_shift"
     assert run.trainer.global_step == 2 and "train_depth_anchor" in run.trainer.callback_metrics

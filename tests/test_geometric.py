@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from expgen.geometric import _gaussian_blur, _smooth
+from expgen.generators.geometric import _gaussian_blur, _smooth
 
 
 @pytest.mark.parametrize("sigma", [2.0, 12.0, 20.0, 41.0])
@@ -19,7 +19,7 @@ def test_smooth_matches_full_resolution_gaussian(sigma):
 
 
 def test_similarity_flow_recovers_a_known_rotation_scale_and_shift():
-    from expgen.geometric import _similarity_flow
+    from expgen.generators.geometric import _similarity_flow
 
     h, w = 40, 50
     pix = torch.stack(torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")[::-1], -1)

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from skimage import data
 from skimage.transform import SimilarityTransform, warp
 
+from exphead.media import to_uint8
 from exphead.metrics import CSIM, ArcFaceOnnxEmbedder, DlibFaceEmbedder, FaceEmbeddings, FaceNetEmbedder, csim
-from exphead.metrics.face_detection import DlibFaceDetector, MTCNNFaceDetector, to_uint8_images
 from exphead.metrics.face_embedding import ARCFACE_TEMPLATE, _onnx_session, align_arcface
+from exphead.tracking.faces import MTCNNFaceDetector, main_faces, make_face_detector
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_csim_of_the_same_face(astronaut) -> None:
 def test_csim_of_different_faces_is_lower(astronaut) -> None:
     """Different people: real LFW faces (skimage.data.lfw_subset, grey 25 x 25 crops). The control is
     the astronaut's own face crop degraded the same way, so the gap is identity, not image quality."""
-    box = MTCNNFaceDetector()(to_uint8_images(astronaut))[0].box
+    box = MTCNNFaceDetector().detect(to_uint8(astronaut)[0])[0].box
     x0, y0, x1, y1 = box
     dx, dy = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
     crop = astronaut[0, :, int(y0 - dy) : int(y1 + dy), int(x0 - dx) : int(x1 + dx)]
@@ -96,12 +97,12 @@ def test_frames_without_face_are_counted_not_averaged() -> None:
 
 
 def test_dlib_detector_agrees_with_mtcnn(astronaut) -> None:
-    images = to_uint8_images(torch.cat([astronaut, torch.zeros_like(astronaut)]))
-    by_dlib = DlibFaceDetector()(images)
-    by_mtcnn = MTCNNFaceDetector()(images)
+    images = to_uint8(torch.cat([astronaut, torch.zeros_like(astronaut)]))
+    by_dlib = main_faces(make_face_detector("dlib"), images)
+    by_mtcnn = main_faces(MTCNNFaceDetector(), images)
     assert by_dlib[1] is None and by_mtcnn[1] is None
     eyes_and_nose = slice(0, 3)  # the mouth corners of the two models differ by definition
-    offset = np.linalg.norm(by_dlib[0].landmarks[eyes_and_nose] - by_mtcnn[0].landmarks[eyes_and_nose], axis=1)
+    offset = np.linalg.norm(by_dlib[0].five[eyes_and_nose] - by_mtcnn[0].five[eyes_and_nose], axis=1)
     assert offset.max() < 8.0  # pixels, on a face ~90 px wide
     embedder = DlibFaceEmbedder(detector="dlib")
     assert csim(astronaut, astronaut, embedder).item() == pytest.approx(1.0, abs=1e-5)

@@ -26,17 +26,18 @@ from typing import TYPE_CHECKING
 from .camera import Camera, project_points
 from .head_model import HeadModel, HeadOutput, HeadParams
 from .personalized import PersonalizedHead
+from .tracking import TrackerConfig, VideoTracker, track
 
 if TYPE_CHECKING:
-    from .fitting import FitConfig, fit_subject, track
+    from .fitting import FitConfig, fit_subject
 
-__all__ = ["Camera", "FitConfig", "HeadModel", "HeadOutput", "HeadParams", "PersonalizedHead", "fit_subject",
-           "project_points", "track"]
+__all__ = ["Camera", "FitConfig", "HeadModel", "HeadOutput", "HeadParams", "PersonalizedHead", "TrackerConfig",
+           "VideoTracker", "fit_subject", "project_points", "track"]
 
 
 def __getattr__(name: str):
     # The fitting stack imports Lightning; load it on first use only.
-    if name in ("fit_subject", "track", "FitConfig"):
+    if name in ("fit_subject", "FitConfig"):
         from . import fitting
 
         return getattr(fitting, name)

@@ -59,6 +59,20 @@ class Camera:
         idx = torch.arange(self.batch_size)[index].reshape(-1)
         return Camera(self.K[idx], self.R[idx], self.t[idx], self.height, self.width)
 
+    def to_tensors(self, prefix: str = "camera.") -> dict[str, Tensor]:
+        """``{prefix}K``, ``{prefix}R``, ``{prefix}t`` (contiguous, for safetensors); the image size goes in
+        metadata (:meth:`size_metadata`)."""
+        return {f"{prefix}K": self.K.contiguous(), f"{prefix}R": self.R.contiguous(), f"{prefix}t": self.t.contiguous()}
+
+    def size_metadata(self, prefix: str = "camera.") -> dict[str, str]:
+        """``{prefix}height`` / ``{prefix}width`` as safetensors metadata strings."""
+        return {f"{prefix}height": str(self.height), f"{prefix}width": str(self.width)}
+
+    @staticmethod
+    def from_tensors(tensors: dict[str, Tensor], height: int, width: int, prefix: str = "camera.") -> Camera:
+        """Inverse of :meth:`to_tensors`."""
+        return Camera(tensors[f"{prefix}K"], tensors[f"{prefix}R"], tensors[f"{prefix}t"], int(height), int(width))
+
     def world_to_camera(self, points: Tensor) -> Tensor:
         """``B x N x 3`` world points -> ``B x N x 3`` camera-space points."""
         return points @ self.R.transpose(1, 2) + self.t[:, None, :]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from .body_model import load_body_model
+from .body_model import ENV_VAR, load_body_model
 from .camera import Camera
 from .geometry import apply_sparse, vertex_normals
 from .lbs import joint_transforms, pose_feature, pose_to_rotations, skin
@@ -67,6 +67,15 @@ class HeadParams:
     def map(self, fn) -> HeadParams:
         return HeadParams(**{k: fn(v) for k, v in self.to_dict().items()})
 
+    def to_tensors(self, prefix: str = "params.") -> dict[str, Tensor]:
+        """``{prefix}<field>`` -> contiguous tensor (for safetensors)."""
+        return {f"{prefix}{k}": v.detach().contiguous() for k, v in self.to_dict().items()}
+
+    @staticmethod
+    def from_tensors(tensors: dict[str, Tensor], prefix: str = "params.") -> HeadParams:
+        """Inverse of :meth:`to_tensors` (other keys are ignored)."""
+        return HeadParams(**{k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+
 
 @dataclass
 class HeadOutput:
@@ -88,6 +97,9 @@ class HeadOutput:
 class HeadModel(nn.Module):
     """Fixed dense head-and-shoulders model built from an SMPL-X file.
 
+    Its buffers are not persistent: the model is rebuilt from its file, never stored in a checkpoint or
+    a ``state_dict`` of a module that holds it.
+
     Args:
         model_path: SMPL-X ``.npz`` (or folder); ``None`` uses ``$SMPLX_MODEL_PATH`` or the
             embedded procedural model (see :mod:`exphead.body_model`).
@@ -98,7 +110,10 @@ class HeadModel(nn.Module):
     def __init__(self, model_path: str | os.PathLike | None = None, level: int = 2, num_betas: int = 300,
                  num_expression: int = 100) -> None:
         super().__init__()
+        if model_path is None and os.environ.get(ENV_VAR):
+            model_path = os.environ[ENV_VAR]
         body = load_body_model(model_path, num_betas=num_betas, num_expression_coeffs=num_expression)
+        self.model_path = None if model_path is None else str(model_path)
         self.num_betas, self.num_expression, self.level = body.num_betas, body.num_expression_coeffs, level
         dirs_full = torch.cat([body.shapedirs, body.expr_dirs], dim=-1)  # N_full x 3 x (B+E)
         joints_rest = body.J_regressor @ body.v_template
@@ -106,21 +121,21 @@ class HeadModel(nn.Module):
         n = index.shape[0]
 
         # Coarse model restricted to P; the joints stay linear in (β, ψ) over the full body.
-        self.register_buffer("subset_index", index)
-        self.register_buffer("coarse_faces", faces)
-        self.register_buffer("v_template", body.v_template[index])
-        self.register_buffer("blend_dirs", dirs_full[index])
+        self.register_buffer("subset_index", index, persistent=False)
+        self.register_buffer("coarse_faces", faces, persistent=False)
+        self.register_buffer("v_template", body.v_template[index], persistent=False)
+        self.register_buffer("blend_dirs", dirs_full[index], persistent=False)
         posedirs = body.posedirs.reshape(body.posedirs.shape[0], -1, 3)[:, index]  # P x N x 3
-        self.register_buffer("posedirs", posedirs.reshape(posedirs.shape[0], -1))
-        self.register_buffer("joint_template", joints_rest)
-        self.register_buffer("joint_dirs", torch.einsum("jv,vkd->jkd", body.J_regressor, dirs_full))
-        self.register_buffer("parents", body.parents)
+        self.register_buffer("posedirs", posedirs.reshape(posedirs.shape[0], -1), persistent=False)
+        self.register_buffer("joint_template", joints_rest, persistent=False)
+        self.register_buffer("joint_dirs", torch.einsum("jv,vkd->jkd", body.J_regressor, dirs_full), persistent=False)
+        self.register_buffer("parents", body.parents, persistent=False)
 
         # Dense topology (Eq. 2) and interpolated skinning weights.
         up = barycentric_upsampling(faces, n, level)
-        self.register_buffer("upsample", up.matrix)
-        self.register_buffer("faces", up.faces)
-        self.register_buffer("lbs_weights", apply_sparse(up.matrix, body.lbs_weights[index][None])[0])
+        self.register_buffer("upsample", up.matrix, persistent=False)
+        self.register_buffer("faces", up.faces, persistent=False)
+        self.register_buffer("lbs_weights", apply_sparse(up.matrix, body.lbs_weights[index][None])[0], persistent=False)
 
         # Landmarks: 51 static + the frontal contour, reordered to iBUG-68, mapped onto the dense mesh.
         full_faces = torch.cat([body.dynamic_lmk_faces_idx[0], body.lmk_faces_idx])
@@ -132,18 +147,29 @@ class HeadModel(nn.Module):
         if (coarse_lmk < 0).any():
             raise ValueError("landmark embedding lies outside the head-and-shoulders subset")
         lmk_face, lmk_bary = up.locate(coarse_lmk, full_bary)
-        self.register_buffer("landmark_faces", lmk_face)
-        self.register_buffer("landmark_bary", lmk_bary)
+        self.register_buffer("landmark_faces", lmk_face, persistent=False)
+        self.register_buffer("landmark_bary", lmk_bary, persistent=False)
         # Rows of B for the landmark vertices, restricted to the coarse vertices they read (tracking fast path).
         rows = up.matrix.index_select(0, up.faces[lmk_face].reshape(-1)).to_dense()
         coarse_ids = torch.nonzero(rows.abs().sum(0)).squeeze(1)
-        self.register_buffer("landmark_coarse_ids", coarse_ids)
-        self.register_buffer("landmark_rows", rows[:, coarse_ids])
+        self.register_buffer("landmark_coarse_ids", coarse_ids, persistent=False)
+        self.register_buffer("landmark_rows", rows[:, coarse_ids], persistent=False)
 
         neutral = self.canonical(HeadParams.zeros(1, self.num_betas, self.num_expression))
         normals = vertex_normals(neutral, self.faces)[0]
         mask = face_region(neutral[0], normals, self.landmarks_of(neutral)[0], joints_rest[HEAD])
-        self.register_buffer("face_mask", mask)
+        self.register_buffer("face_mask", mask, persistent=False)
+
+    def config(self) -> dict:
+        """The arguments that rebuild this model (JSON-ready; ``model_path`` None is the procedural model)."""
+        return {"model_path": self.model_path, "level": self.level, "num_betas": self.num_betas,
+                "num_expression": self.num_expression}
+
+    @staticmethod
+    def from_config(config: dict) -> HeadModel:
+        """Inverse of :meth:`config` (other keys are ignored)."""
+        return HeadModel(config.get("model_path"), config.get("level", 2), config.get("num_betas", 300),
+                         config.get("num_expression", 100))
 
     @property
     def num_vertices(self) -> int:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -30,8 +31,14 @@ FORMAT_VERSION = 1
 
 def model_fingerprint(path: str | os.PathLike | None) -> str:
     """SHA-256 (first 16 hex digits) of the body-model file, to refuse a head fitted on another model."""
-    digest = hashlib.sha256(Path(resolve_model_file(path)).read_bytes()).hexdigest()
-    return digest[:16]
+    file = Path(resolve_model_file(path)).resolve()
+    stat = file.stat()
+    return _file_digest(str(file), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 @dataclass
@@ -53,7 +60,6 @@ class PersonalizedHead:
     delta_f_face: Tensor
     camera: Camera
     meta: dict = field(default_factory=dict)
-    model_path: str | None = None
 
     @property
     def num_frames(self) -> int:
@@ -87,6 +93,25 @@ class PersonalizedHead:
         p = self.params.map(lambda v: v[frames])
         return self.model(p, self.delta_g, self.delta_f(frames))
 
+    def pose(self, params: HeadParams, delta_f: Tensor | None = None, chunk: int = 32) -> HeadOutput:
+        """This identity (β replaced by its own, its Δg) posed with ``params`` (``F`` frames) and per-frame
+        ``delta_f`` (``F x N_s x 3``, or None for none), ``chunk`` frames at a time (memory bound)."""
+        params = params.map(lambda v: v)
+        params.betas = self.betas.to(params.expression).expand(params.batch_size, -1)
+        outs = [self.model(params.map(lambda v, s=s: v[s:s + chunk]), self.delta_g,
+                           None if delta_f is None else delta_f[s:s + chunk])
+                for s in range(0, params.batch_size, chunk)]
+        return HeadOutput(*(torch.cat([getattr(o, k) for o in outs]) for k in ("vertices", "canonical", "landmarks",
+                                                                               "joints")))
+
+    def posed_neutral(self, frame: int) -> Tensor:
+        """``1 x N_s x 3``: V_neutral (ψ = 0, ω = 0, with Δg, no Δf) posed by LBS with frame ``frame``'s pose
+        (what the reference normal map N^R shows, lined up with the frame)."""
+        rest = self.params.map(lambda v: v[frame:frame + 1].clone())
+        rest.expression.zero_()
+        rest.jaw_pose.zero_()
+        return self.model(rest, self.delta_g).vertices
+
     def render_normals(self, frames: Tensor | slice | int, height: int | None = None, width: int | None = None):
         """:class:`exphead.render.RenderOutput` of the selected frames."""
         from .render import render_normal_depth
@@ -105,14 +130,11 @@ class PersonalizedHead:
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``head.safetensors`` and ``head.json`` atomically into ``directory``."""
         directory = Path(directory)
-        tensors = {f"params.{k}": v.detach().contiguous() for k, v in self.params.to_dict().items()}
-        tensors.update({"delta_g": self.delta_g.detach().contiguous(),
-                        "delta_f_face": self.delta_f_face.detach().contiguous(),
-                        "face_index": self.face_index.contiguous(), "camera.K": self.camera.K.contiguous(),
-                        "camera.R": self.camera.R.contiguous(), "camera.t": self.camera.t.contiguous()})
-        config = {"format_version": FORMAT_VERSION, "model_path": self.model_path, "level": self.model.level,
-                  "num_betas": self.model.num_betas, "num_expression": self.model.num_expression,
-                  "model_fingerprint": model_fingerprint(self.model_path), "num_frames": self.num_frames,
+        tensors = {**self.params.to_tensors(), **self.camera.to_tensors(), "face_index": self.face_index.contiguous(),
+                   "delta_g": self.delta_g.detach().contiguous(),
+                   "delta_f_face": self.delta_f_face.detach().contiguous()}
+        config = {"format_version": FORMAT_VERSION, **self.model.config(),
+                  "model_fingerprint": model_fingerprint(self.model.model_path), "num_frames": self.num_frames,
                   "image_size": [self.camera.height, self.camera.width], "meta": self.meta}
         with atomic_path(directory / "head.safetensors") as tmp:
             save_file(tensors, str(tmp))
@@ -121,8 +143,13 @@ class PersonalizedHead:
         return directory
 
     @staticmethod
-    def load(directory: str | os.PathLike, model: HeadModel | None = None) -> PersonalizedHead:
-        """Load a saved head; ``model`` may be passed to share one :class:`HeadModel` between heads."""
+    def read_config(directory: str | os.PathLike, check_model: bool = True) -> dict:
+        """The ``head.json`` of a saved head, checked (format version and, with ``check_model``, the body-model
+        file's fingerprint).
+
+        Raises:
+            FileNotFoundError: not a saved head. ValueError: another format or another body-model file.
+        """
         directory = Path(directory)
         cfg_path, tensor_path = directory / "head.json", directory / "head.safetensors"
         if not cfg_path.is_file() or not tensor_path.is_file():
@@ -131,15 +158,25 @@ class PersonalizedHead:
         cfg = json.loads(cfg_path.read_text())
         if cfg.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{cfg_path}: format version {cfg.get('format_version')} != {FORMAT_VERSION}")
-        if model_fingerprint(cfg["model_path"]) != cfg["model_fingerprint"]:
+        if check_model and model_fingerprint(cfg["model_path"]) != cfg["model_fingerprint"]:
             raise ValueError(f"{directory} was fitted on a different body-model file than {cfg['model_path']!r} "
                              "(set SMPLX_MODEL_PATH / model_path to the file used for fitting)")
-        model = model or HeadModel(cfg["model_path"], cfg["level"], cfg["num_betas"], cfg["num_expression"])
-        t = load_file(str(tensor_path))
+        return cfg
+
+    @staticmethod
+    def load_model(directory: str | os.PathLike) -> HeadModel:
+        """The :class:`HeadModel` a saved head was fitted on (built from its ``head.json``)."""
+        return HeadModel.from_config(PersonalizedHead.read_config(directory))
+
+    @staticmethod
+    def load(directory: str | os.PathLike, model: HeadModel | None = None) -> PersonalizedHead:
+        """Load a saved head; ``model`` may be passed to share one :class:`HeadModel` between heads."""
+        directory = Path(directory)
+        cfg = PersonalizedHead.read_config(directory)
+        model = model or HeadModel.from_config(cfg)
+        t = load_file(str(directory / "head.safetensors"))
         if not torch.equal(t["face_index"], torch.nonzero(model.face_mask > 0).squeeze(1)):
             raise ValueError(f"{directory}: face region of the saved head does not match the head model")
-        params = HeadParams(**{k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("params.")})
         h, w = cfg["image_size"]
-        camera = Camera(t["camera.K"], t["camera.R"], t["camera.t"], h, w)
-        return PersonalizedHead(model, params, t["delta_g"], t["delta_f_face"], camera, cfg["meta"],
-                                cfg["model_path"])
+        return PersonalizedHead(model, HeadParams.from_tensors(t), t["delta_g"], t["delta_f_face"],
+                                Camera.from_tensors(t, h, w), cfg["meta"])

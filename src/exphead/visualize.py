@@ -15,16 +15,3 @@ def depth_to_image(depth: Tensor) -> Tensor:
             lo, hi = d[valid].min(), d[valid].max()
             out[i] = torch.where(valid, 1 - 0.8 * (d - lo) / (hi - lo).clamp_min(1e-9), 0.0)
     return out.expand(-1, 3, -1, -1)
-
-
-def draw_points(image: Tensor, points: Tensor, color: tuple[float, float, float] = (1.0, 0.0, 0.0),
-                radius: int = 1) -> Tensor:
-    """Draw ``K x 2`` pixel points (u, v) as squares on a ``3 x H x W`` image (returns a copy)."""
-    img = image.clone()
-    h, w = img.shape[-2:]
-    c = torch.tensor(color, dtype=img.dtype)[:, None, None]
-    for u, v in points.tolist():
-        x, y = int(u), int(v)
-        if 0 <= x < w and 0 <= y < h:
-            img[:, max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1] = c
-    return img

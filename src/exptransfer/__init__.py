@@ -14,7 +14,15 @@ from .identity import IdentityGeometry, identity_geometry
 from .module import TransferModule
 from .network import ExpressionTransfer
 from .synthetic import adapted_details, write_synthetic_heads
-from .transfer import TransferResult, load_transfer, transfer
+from .transfer import (
+    TransferResult,
+    driving_params,
+    freeze_transfer,
+    load_transfer,
+    temporal_context,
+    transfer,
+    transfer_fingerprint,
+)
 
 __all__ = [
     "ExpressionEncoder",
@@ -26,8 +34,12 @@ __all__ = [
     "TransferModule",
     "TransferResult",
     "adapted_details",
+    "driving_params",
+    "freeze_transfer",
     "identity_geometry",
     "load_transfer",
+    "temporal_context",
     "transfer",
+    "transfer_fingerprint",
     "write_synthetic_heads",
 ]

@@ -14,7 +14,6 @@ synthetic heads (:func:`exptransfer.synthetic.write_synthetic_heads`, resting cr
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from exphead.head_model import HeadModel, HeadParams
+from exphead.personalized import PersonalizedHead
 
 from .identity import IdentityGeometry, face_edges, identity_geometry
 from .synthetic import default_synthetic_root, write_synthetic_heads
@@ -70,7 +70,7 @@ class HeadWindowDataset(Dataset):
         self.vertices, self.random, self.seed = vertices_per_sample, random, seed
         self.face_index = torch.nonzero(model.face_mask > 0).squeeze(1)
         self.edges = face_edges(model)
-        self.num_frames = [json.loads((f / "head.json").read_text())["num_frames"] for f in folders]
+        self.num_frames = [PersonalizedHead.read_config(f, check_model=False)["num_frames"] for f in folders]
         short = [f.name for f, n in zip(folders, self.num_frames) if n < frames_per_sample]
         if short:
             raise ValueError(f"subjects {short[:5]} have fewer than frames_per_sample={frames_per_sample} frames; "
@@ -222,8 +222,7 @@ class TransferDataModule(L.LightningDataModule):
 
     def _model(self, folder: Path) -> HeadModel:
         if self.head_model is None:
-            cfg = json.loads((folder / "head.json").read_text())
-            self.head_model = HeadModel(cfg["model_path"], cfg["level"], cfg["num_betas"], cfg["num_expression"])
+            self.head_model = PersonalizedHead.load_model(folder)
         return self.head_model
 
     @override

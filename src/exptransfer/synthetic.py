@@ -18,12 +18,10 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from exphead.geometry import vertex_normals
 from exphead.head_model import HeadModel, HeadParams
-from exphead.personalized import PersonalizedHead
 from exphead.synthetic.details import expression_details, wrinkle_bases
 from exphead.synthetic.subject import SyntheticSubject, make_subject
 
@@ -57,14 +55,6 @@ def make_creased_subject(model: HeadModel, seed: int, num_frames: int, age: floa
     return subject
 
 
-def subject_head(model: HeadModel, subject: SyntheticSubject) -> PersonalizedHead:
-    """The exact personalized head of a synthetic subject (ground-truth fields, Δf kept on the face)."""
-    face_index = torch.nonzero(model.face_mask > 0).squeeze(1)
-    meta = {"source": "exptransfer.synthetic", "seed": subject.seed, "age": subject.age}
-    return PersonalizedHead(model, subject.params, subject.delta_g, subject.delta_f[:, face_index].contiguous(),
-                            subject.camera, meta)
-
-
 def write_synthetic_heads(root: str | os.PathLike, num_subjects: int, num_frames: int = 16, seed: int = 0,
                           model: HeadModel | None = None, resting_creases: float = 0.0) -> Path:
     """Write ``num_subjects`` synthetic heads (``subject_0000`` ...; subject ``k`` drawn with seed
@@ -89,7 +79,7 @@ def write_synthetic_heads(root: str | os.PathLike, num_subjects: int, num_frames
     shutil.rmtree(tmp, ignore_errors=True)
     for k in range(num_subjects):
         subject = make_creased_subject(model, seed + k, num_frames, resting_creases=resting_creases)
-        subject_head(model, subject).save(tmp / f"subject_{k:04d}")
+        subject.head(model, "exptransfer.synthetic").save(tmp / f"subject_{k:04d}")
     (tmp / DONE_MARKER).write_text(f"{num_subjects} subjects, {num_frames} frames, seed {seed}, "
                                    f"resting creases {resting_creases}\n")
     if root.exists():

@@ -1,20 +1,34 @@
 """Cross-identity expression transfer (paper Sec. 3.2, 3.3): a target head + a driver's ψ, ω and pose ->
-per-frame detailed canonical and posed dense meshes of the target, ready for rendering."""
+per-frame detailed canonical and posed dense meshes of the target, ready for rendering.
+
+* :func:`driving_params` — the driver's parameters on the target identity (its β; in cross-reenactment the
+  driver's head motion relative to its first frame, applied on the target's own pose);
+* :func:`transfer` — Δf(i) from the frozen transfer module (or none, for SMPL-X expressions alone) and LBS
+  posing, ``frame_chunk`` frames at a time;
+* :func:`load_transfer` / :func:`freeze_transfer` / :func:`transfer_fingerprint` — the trained module, as
+  inference and the generator's training clips use it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from exphead.head_model import HeadModel, HeadParams
+from exphead.head_model import HeadModel, HeadParams, split_head_rotation
 from exphead.personalized import PersonalizedHead
+from exphead.rotations import compose_relative
 
 from .identity import identity_geometry
 from .network import ExpressionTransfer
+
+Mode = Literal["cross", "self"]
 
 
 @dataclass
@@ -22,7 +36,7 @@ class TransferResult:
     """Output of :func:`transfer` for ``F`` driving frames (canonical world frame of :mod:`exphead.camera`, metres).
 
     Attributes:
-        delta_f: ``F x N_s x 3`` predicted Δf(i), exactly zero off the face.
+        delta_f: ``F x N_s x 3`` predicted Δf(i), exactly zero off the face; None without a module.
         canonical: ``F x N_s x 3`` detailed canonical vertices Ṽ^s(i) = V_neutral + B(E ψ_i) + Δf(i) (Eq. 3).
         vertices: ``F x N_s x 3`` the same posed with the driver's pose and jaw by LBS (Eq. 4).
         landmarks: ``F x 68 x 3`` posed iBUG-68 landmarks.
@@ -30,7 +44,7 @@ class TransferResult:
         faces: ``M x 3`` dense faces of the head model.
     """
 
-    delta_f: Tensor
+    delta_f: Tensor | None
     canonical: Tensor
     vertices: Tensor
     landmarks: Tensor
@@ -39,16 +53,68 @@ class TransferResult:
 
 
 def load_transfer(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ExpressionTransfer:
-    """Load a transfer module from a ``save_pretrained`` folder or a ``TransferModule`` Lightning checkpoint."""
+    """Load a transfer module from a ``save_pretrained`` folder or a ``TransferModule`` Lightning checkpoint.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+    """
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"transfer module not found: {path} (a TransferModule .ckpt, or a folder with "
+                                "transfer.json + transfer.safetensors written by ExpressionTransfer.save_pretrained)")
     if path.is_file() and path.suffix == ".ckpt":
         from .module import TransferModule
 
-        return TransferModule.load_from_checkpoint(path, map_location=map_location).net
+        return TransferModule.load_from_checkpoint(path, map_location=map_location, weights_only=True).net
     return ExpressionTransfer.from_pretrained(path, map_location)
 
 
-def _driving_params(driving: HeadParams | tuple[Tensor, Tensor], betas: Tensor, model: HeadModel) -> HeadParams:
+def freeze_transfer(module: ExpressionTransfer) -> ExpressionTransfer:
+    """Put the transfer module in eval mode with ``requires_grad = False`` (in place), as during generator
+    training and at inference."""
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+def transfer_fingerprint(module: ExpressionTransfer) -> str:
+    """SHA-256 (16 hex digits) of the module's config and weights: what records which weights drove a result."""
+    digest = hashlib.sha256(json.dumps(module.config, sort_keys=True).encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def temporal_context(module: ExpressionTransfer) -> int:
+    """Frames each side that one code q_i of the encoder E sees (its temporal receptive field)."""
+    return sum(block.kernel // 2 for block in module.encoder.blocks)
+
+
+def driving_params(target: PersonalizedHead, driving: HeadParams, mode: Mode = "cross") -> HeadParams:
+    """The driver's ``F`` frames of parameters on the target identity (its β, the driver's ψ_i and ω_i).
+
+    ``self``: the driver's absolute pose (same person, same crop). ``cross``: the driver's head rotation
+    relative to its first frame applied on top of the target's (frame 0) pose, and its translation relative
+    to its first frame scaled by the ratio of the two depths.
+    """
+    n = driving.batch_size
+    p = driving.map(lambda v: v.clone())
+    p.betas = target.betas.to(p.expression).expand(n, -1).clone()
+    if mode == "cross":
+        ref = target.params
+        ref_rot = (ref.neck_pose + ref.head_pose)[:1].expand(n, -1)
+        rot = driving.neck_pose + driving.head_pose
+        p.neck_pose, p.head_pose = split_head_rotation(compose_relative(ref_rot, rot, rot[:1].expand(n, -1)))
+        ratio = ref.transl[0, 2] / driving.transl[0, 2]
+        p.transl = ref.transl[:1] + (driving.transl - driving.transl[:1]) * ratio
+        p.global_orient = ref.global_orient[:1].expand(n, -1).clone()
+    elif mode != "self":
+        raise ValueError(f"mode must be 'cross' or 'self', got {mode!r}")
+    return p
+
+
+def _as_params(driving: HeadParams | tuple[Tensor, Tensor], model: HeadModel) -> HeadParams:
     if isinstance(driving, HeadParams):
         params = driving.map(lambda v: v)
     else:
@@ -62,21 +128,20 @@ def _driving_params(driving: HeadParams | tuple[Tensor, Tensor], betas: Tensor, 
     if params.expression.shape[1] != model.num_expression:
         raise ValueError(f"driving ψ has {params.expression.shape[1]} coefficients, the head model "
                          f"{model.num_expression}")
-    params.betas = betas.reshape(1, -1).to(params.expression).expand(params.batch_size, -1)
     return params
 
 
 @torch.no_grad()
 def transfer(target_head: PersonalizedHead | Tensor, driving: HeadParams | tuple[Tensor, Tensor],
-             module: ExpressionTransfer, model: HeadModel | None = None, betas: Tensor | None = None,
+             module: ExpressionTransfer | None = None, model: HeadModel | None = None, betas: Tensor | None = None,
              frame_chunk: int = 32) -> TransferResult:
     """Drive the target identity with a driver's expression and pose through the transfer module.
 
     Args:
         target_head: the fitted target (its β, Δg and V_neutral are used), or its ``N_s x 3`` V_neutral.
         driving: the driver's ``F``-frame :class:`HeadParams` (its ψ, ω and pose are used, its β is
-            replaced by the target's), or ``(ψ F x E, ω F x 3)`` with no head pose.
-        module: the trained transfer module.
+            replaced by the target's; see :func:`driving_params`), or ``(ψ F x E, ω F x 3)`` with no head pose.
+        module: the trained transfer module; None drives the SMPL-X expression alone (Δf = 0).
         model: the dense head model; taken from ``target_head`` when it is a :class:`PersonalizedHead`.
         betas: the target β (``num_betas``) when ``target_head`` is a tensor: it separates the personal
             detail from the parametric shape (see :func:`identity_geometry`) and places the joints used for
@@ -86,32 +151,33 @@ def transfer(target_head: PersonalizedHead | Tensor, driving: HeadParams | tuple
     Raises:
         ValueError: a tensor target without ``model``, or mismatched shapes.
     """
-    delta_g = None
     if isinstance(target_head, PersonalizedHead):
-        model, neutral, betas = target_head.model, target_head.neutral(), target_head.betas
-        delta_g = target_head.delta_g
+        head = target_head
     else:
         if model is None:
             raise ValueError("transfer() with a V_neutral tensor needs model=HeadModel(...)")
-        neutral = target_head
-        betas = torch.zeros(model.num_betas, device=neutral.device) if betas is None else betas
+        betas = torch.zeros(model.num_betas, device=target_head.device) if betas is None else betas
+        rest = HeadParams.zeros(1, model.num_betas, model.num_expression, device=target_head.device)
+        rest.betas = betas.reshape(1, -1).to(rest.betas)
+        # Δg chosen so that B(V(β, ψ = 0)) + Δg = V_neutral
+        delta_g = target_head - model.canonical(rest)[0]
+        head = PersonalizedHead(model, rest, delta_g, delta_g.new_zeros(1, 0, 3), None)
+    model = head.model
     device = model.face_mask.device
-    module_device = next(module.parameters()).device
-    params = _driving_params(driving, betas, model).map(lambda v: v.to(device, torch.float32))
-    geometry = identity_geometry(model, neutral.to(device), params.betas[0]).to(module_device).unsqueeze()
+    params = _as_params(driving, model).map(lambda v: v.to(device, torch.float32))
+    params.betas = head.betas.to(params.expression).expand(params.batch_size, -1)
 
     # 1. Δf(i) on the face vertices, zero elsewhere
-    face_df = module(geometry, params.expression[None].to(module_device), params.jaw_pose[None].to(module_device))[0]
-    face_index = torch.nonzero(model.face_mask > 0).squeeze(1)
-    delta_f = neutral.new_zeros(params.batch_size, model.num_vertices, 3).to(device)
-    delta_f[:, face_index] = face_df.to(device)
+    delta_f = None
+    if module is not None:
+        module_device = next(module.parameters()).device
+        geometry = identity_geometry(model, head.neutral().to(device), params.betas[0]).to(module_device)
+        face_df = module(geometry.unsqueeze(), params.expression[None].to(module_device),
+                         params.jaw_pose[None].to(module_device))[0]
+        face_index = torch.nonzero(model.face_mask > 0).squeeze(1)
+        delta_f = params.expression.new_zeros(params.batch_size, model.num_vertices, 3)
+        delta_f[:, face_index] = face_df.to(device)
 
-    # 2. Pose by LBS (Eqs. 3-4); for a bare V_neutral, Δg is chosen so that B(V(β, ψ = 0)) + Δg = V_neutral
-    if delta_g is None:
-        rest = HeadParams.zeros(1, model.num_betas, model.num_expression, device=device)
-        rest.betas = params.betas[:1]
-        delta_g = neutral.to(device) - model.canonical(rest)[0]
-    outs = [model(params.map(lambda v, s=s: v[s:s + frame_chunk]), delta_g, delta_f[s:s + frame_chunk])
-            for s in range(0, params.batch_size, frame_chunk)]
-    return TransferResult(delta_f, torch.cat([o.canonical for o in outs]), torch.cat([o.vertices for o in outs]),
-                          torch.cat([o.landmarks for o in outs]), params, model.faces)
+    # 2. Pose by LBS (Eqs. 3-4)
+    out = head.pose(params, delta_f, frame_chunk)
+    return TransferResult(delta_f, out.canonical, out.vertices, out.landmarks, params, model.faces)

@@ -18,7 +18,6 @@ from expgen.bench.datasets import (
     read_clip_frames,
 )
 from expgen.bench.methods import Ours, make_method, uncrop
-from expgen.bench.motion import TrackerMotionExtractor
 from expgen.bench.protocols import (
     BenchItem,
     ClipFrames,
@@ -45,7 +44,6 @@ __all__ = [
     "ReferenceCopy",
     "RunSummary",
     "Scorer",
-    "TrackerMotionExtractor",
     "VideoRecord",
     "aggregate",
     "folder_videos",

@@ -19,9 +19,9 @@ from typing import Protocol
 
 from torch import Tensor
 
-from exphead.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_frames, to_tensor
+from exphead.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_frames, resize_frames, to_tensor
 
-from .protocols import PreparedItem, frames_to_size
+from .protocols import PreparedItem
 
 
 class Method(Protocol):
@@ -100,7 +100,7 @@ class GeneratedVideos:
         if len(frames) != expected:
             raise ValueError(f"{path}: {len(frames)} frames, the item has {expected} driving frames; generate "
                              "one frame per driving frame (exp-bench prepare writes the driving video)")
-        return frames_to_size(to_tensor(frames), item.driving.shape[-1])
+        return resize_frames(to_tensor(frames), item.driving.shape[-1]).clamp(0, 1)
 
 
 __all__ = ["DrivingCopy", "GeneratedVideos", "Method", "ReferenceCopy"]

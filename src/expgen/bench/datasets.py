@@ -32,10 +32,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 
-from exphead.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, MediaError, read_image
+from exphead.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FrameSource
 
 logger = logging.getLogger(__name__)
 
@@ -296,41 +295,13 @@ def read_clip_frames(root: str | os.PathLike, source: str, indices: Iterable[int
     Raises:
         MediaError: an index is past the end of the clip, or the clip is unreadable.
     """
-    files = clip_files(root, source)
-    wanted = None if indices is None else list(indices)
-    if isinstance(files, list):
-        picked = files if wanted is None else [files[i] for i in wanted if i < len(files)]
-        if wanted is not None and len(picked) < len(wanted):
-            raise MediaError(f"{root}/{source}: frame {max(wanted)} asked, the clip has {len(files)}")
-        return np.stack([read_image(p) for p in picked]), 25.0
-    frames: dict[int, np.ndarray] = {}
-    keep, last = (None, None) if wanted is None else (set(wanted), max(wanted))
-    try:
-        with iio.imopen(files, "r") as reader:  # one ffmpeg process for the metadata and the frames
-            fps = float(reader.metadata().get("fps") or 25.0)
-            for i, frame in enumerate(reader.iter()):
-                if keep is None or i in keep:
-                    frames[i] = np.asarray(frame)[..., :3]
-                if last is not None and i >= last:
-                    break
-    except Exception as err:
-        raise MediaError(f"{files}: unreadable video ({type(err).__name__}: {err})") from err
-    order = sorted(frames) if wanted is None else wanted
-    missing = [i for i in order if i not in frames]
-    if missing or not order:
-        raise MediaError(f"{files}: frame {missing[0] if missing else 0} asked, the clip has {len(frames)}")
-    return np.stack([frames[i] for i in order]), fps
+    source_frames = FrameSource(clip_files(root, source))
+    return source_frames.read(indices), source_frames.fps
 
 
 def count_clip_frames(root: str | os.PathLike, source: str) -> int:
-    """Number of frames of a clip (a video is decoded to count them exactly)."""
-    files = clip_files(root, source)
-    if isinstance(files, list):
-        return len(files)
-    try:
-        return sum(1 for _ in iio.imiter(files))
-    except Exception as err:
-        raise MediaError(f"{files}: unreadable video ({type(err).__name__}: {err})") from err
+    """Number of frames of a clip (a video's frames are counted by ffmpeg)."""
+    return len(FrameSource(clip_files(root, source)))
 
 
 __all__ = ["NERSEMBLE_FRONTAL_CAMERA", "RAVDESS_EMOTIONS", "RavdessName", "VideoRecord", "clip_files",

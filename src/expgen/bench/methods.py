@@ -1,27 +1,26 @@
-"""The methods ``exp-bench`` runs itself: ``ours`` (the expgen pipeline) and the baselines, by name.
+"""The methods ``exp-bench`` runs itself: ``ours`` (the expgen animator) and the baselines, by name.
 
-``ours`` runs :func:`expgen.pipeline.animate` on an item's cropped inputs: the geometric generator
-unless diffusion weights are given. The pipeline crops its input again around the face; its frames
-are mapped back into the benchmark crop (:func:`uncrop`) so that they align with the ground truth,
-the uncovered margin (if any) filled with the reference image, the method's own input. In
-self-reenactment the reference frame is prepended to the driving frames (``mode="self"``, the
-reference is frame 0 of the clip it animates) and its reconstruction dropped from the output.
+``ours`` holds one :class:`~expgen.animator.Animator` for the whole run (models and weights load once),
+built from exactly the :class:`~expgen.animator.AnimateConfig` that ``exp-animate`` takes (the same
+options, ``--ours.*``), and runs it on each item's cropped inputs. The animator crops its input again
+around the face; its frames are mapped back into the benchmark crop with the crop boxes it returns
+(:func:`uncrop`) so that they align with the ground truth, the uncovered margin (if any) filled with the
+reference image, the method's own input. In self-reenactment the reference frame is prepended to the
+driving frames (``mode="self"``, the reference is frame 0 of the clip it animates) and its reconstruction
+dropped from the output.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from exphead.head_model import HeadModel
-from exphead.media import to_uint8
-from exphead.tracking.crop import CropBox, detect_and_crop
-from exphead.tracking.landmarks import LandmarkDetector
+from exphead.media import resize_frames, to_uint8
+from exphead.tracking import CropBox
 
-from ..pipeline import AnimateConfig, animate
+from ..animator import Animator
 from .baselines import DrivingCopy, GeneratedVideos, Method, ReferenceCopy
 from .protocols import PreparedItem
 
@@ -41,8 +40,7 @@ def uncrop(frames: Tensor, box: CropBox, size: int, fill: Tensor) -> Tensor:
         ``F x 3 x size x size`` frames.
     """
     out = fill[None].expand(frames.shape[0], -1, -1, -1).clone()
-    scaled = torch.nn.functional.interpolate(frames, (box.side, box.side), mode="bilinear", antialias=True,
-                                             align_corners=False).clamp(0, 1)
+    scaled = resize_frames(frames, box.side).clamp(0, 1)
     y0, x0 = max(box.top, 0), max(box.left, 0)
     y1, x1 = min(box.top + box.side, size), min(box.left + box.side, size)
     if y1 > y0 and x1 > x0:
@@ -51,58 +49,49 @@ def uncrop(frames: Tensor, box: CropBox, size: int, fill: Tensor) -> Tensor:
 
 
 class Ours:
-    """ExpPortrait through :func:`expgen.pipeline.animate`.
+    """ExpPortrait through one :class:`~expgen.animator.Animator` (see the module docstring).
 
-    Args:
-        config: pipeline settings (``size``, ``stride``, ``max_frames`` and ``mode`` are set per item).
-        model: head model (default: SMPL-X or the embedded procedural model).
-        detector: landmark detector (default: dlib's); it also finds the pipeline's crop for :func:`uncrop`.
+    Its output size is the manifest's: build the animator with ``AnimateConfig(size=manifest.size, ...)``.
     """
 
     name = "ours"
 
-    def __init__(self, config: AnimateConfig | None = None, model: HeadModel | None = None,
-                 detector: LandmarkDetector | None = None) -> None:
-        if detector is None:
-            from exphead.tracking.landmarks import DlibLandmarkDetector
-
-            detector = DlibLandmarkDetector()
-        self.config = replace(config or AnimateConfig(), show_progress=False)
-        self.model = model or HeadModel()
-        self.detector = detector
+    def __init__(self, animator: Animator) -> None:
+        if animator.config.stride != 1 or animator.config.max_frames is not None:
+            raise ValueError("the benchmark's items are already sampled: build the animator with stride=1 and "
+                             "max_frames=None (expgen.bench.cli.ours_config)")
+        self.animator = animator
         self.last_generator: str | None = None
 
     def settings(self) -> dict:
-        """The pipeline settings that change the output."""
-        skip = ("size", "stride", "max_frames", "mode", "reference_frame", "show_progress", "device")
-        return {k: v for k, v in asdict(self.config).items() if k not in skip}
+        """What changes the output: the configuration (not its progress display) and what runs."""
+        config = {k: v for k, v in asdict(self.animator.config).items() if k != "show_progress"}
+        config["tracker"].pop("show_progress", None)
+        return {"config": config, "components": self.animator.components()}
 
     def __call__(self, item: PreparedItem) -> Tensor:
         """Generated frames ``F x 3 x S x S`` in the benchmark crop."""
         size = item.driving.shape[-1]
-        cfg = replace(self.config, size=size, stride=1, max_frames=None)
-        reference = to_uint8(item.reference[None])
-        driving = to_uint8(item.driving)
+        if size != self.animator.config.size:
+            raise ValueError(f"item {item.item.id} is {size} px, the animator renders {self.animator.config.size}: "
+                             "build it with AnimateConfig(size=manifest.size)")
+        reference, driving = to_uint8(item.reference[None]), to_uint8(item.driving)
         if item.protocol == "self":
-            frames = np.concatenate([reference, driving])
-            result = animate(None, frames, replace(cfg, mode="self", reference_frame=0), self.model, self.detector,
-                             driving_fps=item.fps)
-            box = detect_and_crop(frames, self.detector, cfg.fit_size)
-            generated = result.frames[1:]
+            result = self.animator.animate(None, np.concatenate([reference, driving]), item.fps, "self", 0)
+            box, generated = result.driving_box, result.frames[1:]
         else:
-            result = animate(reference[0], driving, replace(cfg, mode="cross"), self.model, self.detector,
-                             driving_fps=item.fps)
-            box = detect_and_crop(reference, self.detector, cfg.fit_size, "fail")
-            generated = result.frames
+            result = self.animator.animate(reference[0], driving, item.fps, mode="cross")
+            box, generated = result.reference_box, result.frames
         self.last_generator = result.generator
         return uncrop(generated.float().cpu(), box, size, item.reference)
 
 
-def make_method(name: str, ours_config: AnimateConfig | None = None, model: HeadModel | None = None,
-                detector: LandmarkDetector | None = None) -> Method:
-    """A method by name: ``ours``, ``reference_copy`` or ``driving_copy``."""
+def make_method(name: str, animator: Animator | None = None) -> Method:
+    """A method by name: ``ours`` (needs the ``animator``), ``reference_copy`` or ``driving_copy``."""
     if name == "ours":
-        return Ours(ours_config, model, detector)
+        if animator is None:
+            raise ValueError("the method 'ours' needs an Animator")
+        return Ours(animator)
     if name == "reference_copy":
         return ReferenceCopy()
     if name == "driving_copy":

@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from exphead.io_utils import atomic_path
 from exphead.media import MediaError, to_tensor
-from exphead.tracking.crop import CropBox, detect_and_crop
-from exphead.tracking.landmarks import LandmarkDetector, NoFaceError
+from exphead.tracking import CropBox, LandmarkDetector, NoFaceError, VideoTracker
 
 from .datasets import VideoRecord, count_clip_frames, read_clip_frames
 
@@ -135,11 +133,7 @@ def _crop_box(frames: np.ndarray, crop: CropMode, detector: LandmarkDetector | N
         return [(w - side) // 2, (h - side) // 2, side]
     if crop != "face":
         raise ValueError(f"crop must be 'face' or 'full', got {crop!r}")
-    if detector is None:
-        from exphead.tracking.landmarks import DlibLandmarkDetector
-
-        detector = DlibLandmarkDetector()
-    box = detect_and_crop(frames, detector, size)
+    box = VideoTracker(size=size, detector=detector).locate(frames)
     return [box.left, box.top, box.side]
 
 
@@ -258,13 +252,5 @@ def load_or_make_manifest(path: str | os.PathLike, records_fn: Callable[[], list
     return manifest
 
 
-def frames_to_size(frames: Tensor, size: int) -> Tensor:
-    """Resize ``F x 3 x H x W`` frames to ``F x 3 x size x size`` (area/bilinear, antialiased)."""
-    if frames.shape[-2:] == (size, size):
-        return frames
-    return torch.nn.functional.interpolate(frames, (size, size), mode="bilinear", antialias=True,
-                                           align_corners=False).clamp(0, 1)
-
-
 __all__ = ["BenchItem", "ClipFrames", "Manifest", "PreparedItem", "load_or_make_manifest", "make_manifest",
-           "prepare_item", "frames_to_size"]
+           "prepare_item"]

@@ -30,7 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from exphead.io_utils import atomic_path
-from exphead.media import MediaError, contact_sheet, to_uint8, write_image, write_video
+from exphead.media import MediaError, contact_sheet, resize_frames, to_uint8, write_image, write_video
 from exphead.metrics import (
     LPIPS,
     FaceEmbedder,
@@ -46,7 +46,7 @@ from exphead.metrics import (
 from exphead.tracking.landmarks import NoFaceError
 
 from .baselines import GeneratedVideos, Method
-from .protocols import Manifest, PreparedItem, frames_to_size, prepare_item
+from .protocols import Manifest, PreparedItem, prepare_item
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Scorer:
         self._embedder = embedder
         self._motion = motion
         if motion is None and {"aed", "apd"} & set(self.metrics):
-            from .motion import TrackerMotionExtractor
+            from exphead.metrics import TrackerMotionExtractor
 
             self._motion = TrackerMotionExtractor()
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -191,7 +191,7 @@ def _thumbnail(prepared: PreparedItem, generated: Tensor, rows: int = 3, side: i
     panels = [prepared.reference[None].expand(len(idx), -1, -1, -1), prepared.driving[idx], generated[idx]]
     if prepared.ground_truth is not None:
         panels.append(prepared.ground_truth[idx])
-    small = [to_uint8(frames_to_size(p.float(), min(side, p.shape[-1]))) for p in panels]
+    small = [to_uint8(resize_frames(p.float(), min(side, p.shape[-1]))) for p in panels]
     return contact_sheet([[p[r] for p in small] for r in range(len(idx))])
 
 

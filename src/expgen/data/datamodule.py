@@ -8,7 +8,7 @@ With ``synthetic_subjects > 0`` and no clips present, ``prepare_data`` writes cl
 ground truth (``expgen.data.subjects``: textured heads, N^D of the true posed meshes), so the tiny configuration runs on
 a fresh machine; ``synthetic_clips > 0`` writes toy ellipsoid clips (``expgen.data.synthetic``) instead.
 With ``sources`` (videos, frame folders or ``exp-synth`` subjects), ``prepare_data`` builds the clips of the paper
-(``expgen.data.heads.build_clips``: fitted heads, N^D from the frozen expression transfer module) into the flat
+(``expgen.data.clip_builder.build_clips``: fitted heads, N^D from the frozen expression transfer module) into the flat
 ``data_dir``. That build is resumable and skips finished sources, so it runs on every ``prepare_data``: an
 interrupted build continues, and sources added to the list are built.
 """
@@ -24,8 +24,8 @@ import lightning as L
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
+from expgen.data.clip_builder import ClipBuildConfig, build_clips
 from expgen.data.clips import ClipDataset, read_metadata
-from expgen.data.heads import ClipBuildConfig, build_clips
 from expgen.data.subjects import write_subject_clips
 from expgen.data.synthetic import write_synthetic_dataset
 from exphead.fitting import FitConfig

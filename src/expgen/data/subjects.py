@@ -6,13 +6,13 @@ smiling sequence ψ_i / ω_i / head pose, identity-dependent wrinkles Δf(i), po
 :func:`~exphead.synthetic.subject.render_subject` at ``size x size``. Its sequence has
 ``clips_per_subject x num_frames + 1`` frames, cut into consecutive clips; the last frame belongs to no clip, so
 every clip has a reference frame outside it. The clip tensors are what a perfect fit of the subject followed by
-self-reenactment with ``driving="fitted"`` gives (:mod:`expgen.data.heads`, with the ground truth as the head):
+self-reenactment with ``driving="fitted"`` gives (:mod:`expgen.data.clip_builder`, with the ground truth as the head):
 
 * ``frames``: the rendered RGB frames;
 * ``driving_normals`` N^D: the ground-truth meshes V^s + Δg + Δf(i), posed by LBS with frame i's pose (the normal
   buffer of the same ``render_subject`` call that renders the frames);
 * ``reference_image`` I_R: a frame of the same subject outside the clip, drawn by the rule of
-  :mod:`expgen.data.heads` (seeded by subject id and clip start): a frame inside the clip would let the generator
+  :mod:`expgen.data.clip_builder` (seeded by subject id and clip start): a frame inside the clip would let the generator
   copy it instead of following N^D;
 * ``reference_normal`` N^R: V_neutral (ψ = 0, ω = 0, Δg, no Δf) posed with the reference frame's pose.
 
@@ -31,27 +31,16 @@ from pathlib import Path
 import torch
 
 from exphead.head_model import HeadModel
-from exphead.personalized import PersonalizedHead
-from exphead.render import normal_to_image
-from exphead.synthetic.subject import SyntheticSubject, make_subject, render_subject
+from exphead.render import normal_to_image, render_normal_images
+from exphead.synthetic.subject import make_subject, render_subject
 
+from .clip_builder import ClipBuildConfig, reference_frame
 from .clips import Clip, write_clip
-from .heads import ClipBuildConfig, reference_frame, reference_vertices, render_normal_images
 from .synthetic import clip_bytes
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "expgen.data.subjects"
-
-
-def ground_truth_head(model: HeadModel, subject: SyntheticSubject) -> PersonalizedHead:
-    """The subject's ground truth as the :class:`PersonalizedHead` a perfect fit would return.
-
-    Δf(i) of synthetic subjects is zero outside ``model.face_mask``, so keeping its facial rows is lossless.
-    """
-    face = torch.nonzero(model.face_mask > 0).squeeze(1)
-    return PersonalizedHead(model, subject.params, subject.delta_g, subject.delta_f[:, face], subject.camera,
-                            meta={"source": SOURCE, "seed": subject.seed, "age": subject.age})
 
 
 @torch.no_grad()
@@ -78,13 +67,13 @@ def subject_clips(model: HeadModel, subject_id: str, subject_seed: int, clips_pe
     subject = make_subject(model, subject_seed, total, height=size, width=size)
     renders = render_subject(model, subject)  # poses V^s + Δg + Δf(i) by LBS: its normals are N^D
     frames, normals = clip_bytes(renders.rgb), clip_bytes(normal_to_image(renders.normal))
-    head = ground_truth_head(model, subject)
+    head = subject.head(model, SOURCE)
     cfg = ClipBuildConfig(num_frames=n, size=size, seed=seed)
     valid = torch.ones(total, dtype=torch.bool)
     clips = []
     for start in range(0, clips_per_subject * n, n):
         ref, outside = reference_frame(valid, start, cfg, subject_id)
-        reference = render_normal_images(reference_vertices(head, ref), model.faces, subject.camera)
+        reference = render_normal_images(head.posed_neutral(ref), model.faces, subject.camera)
         extra = {"source": SOURCE, "subject_seed": subject_seed, "age": subject.age, "level": model.level,
                  "start": start, "reference_frame": ref, "reference_outside_clip": outside}
         clips.append(Clip(frames[start:start + n].clone(), normals[start:start + n].clone(), frames[ref].clone(),

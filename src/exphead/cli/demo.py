@@ -3,9 +3,9 @@ normal and depth maps, and write PNGs and PLY meshes (the exphead core on its em
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -16,6 +16,8 @@ from exphead.media import contact_sheet, to_uint8, write_image
 from exphead.mesh_io import export_mesh
 from exphead.render import normal_to_image, render_normal_depth
 from exphead.visualize import depth_to_image
+
+from .common import make_parser, run_command
 
 POSES = {
     "neutral": {},
@@ -36,13 +38,14 @@ def demo_params(model: HeadModel) -> HeadParams:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="exp-head-demo", description=__doc__)
+def _main(argv: Sequence[str] | None) -> int:
+    ap = make_parser("exp-head-demo", __doc__)
     ap.add_argument("-o", "--out", default="out/head_demo", help="output folder")
-    ap.add_argument("--size", type=int, default=512, help="render resolution (default 512)")
+    ap.add_argument("--size", type=int, default=512, help="render resolution")
     ap.add_argument("--smplx", help="SMPLX_NEUTRAL.npz (default: $SMPLX_MODEL_PATH or the procedural model)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.size < 16:
+        raise ValueError(f"--size must be >= 16, got {args.size}")
     log = logging.getLogger("exp-head-demo")
     out = Path(args.out)
     model = HeadModel(args.smplx)
@@ -59,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     write_image(out / "contact_sheet.png", contact_sheet([list(normals), list(depths)]))
     log.info("wrote %d poses (normal/depth PNGs, PLY meshes) and contact_sheet.png to %s", len(POSES), out)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command("exp-head-demo", _main, argv)
 
 
 if __name__ == "__main__":

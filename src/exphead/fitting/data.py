@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-import os
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+from typing_extensions import override
 
-from exphead.camera import Camera
-from exphead.head_model import HeadModel, HeadParams
-from exphead.io_utils import atomic_path
-from exphead.tracking.tracker import TrackerConfig, TrackingResult, track_landmarks
+from exphead.head_model import HeadModel
+from exphead.tracking.tracker import TrackerConfig, TrackingResult
+from exphead.tracking.video import VideoTracker
 
-from .targets import FitTargets, NormalFrame
+from .config import FitConfig
+from .onnx_maps import NormalFrame
+from .sources import subject_targets, synthetic_targets
+from .targets import FitTargets
 
 logger = logging.getLogger(__name__)
+TRACKING_FILE = "tracking.safetensors"
 
 
 class FrameDataset(Dataset):
@@ -41,36 +45,31 @@ class FrameDataset(Dataset):
         return item
 
 
-def save_tracking(path: str | os.PathLike, result: TrackingResult) -> None:
-    tensors = {f"params.{k}": v.contiguous() for k, v in result.params.to_dict().items()}
-    tensors.update({"camera.K": result.camera.K, "camera.R": result.camera.R, "camera.t": result.camera.t,
-                    "landmarks": result.landmarks, "valid": result.valid.to(torch.uint8), "error_px": result.error_px})
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={"height": str(result.camera.height), "width": str(result.camera.width)})
-
-
-def load_tracking(path: str | os.PathLike) -> TrackingResult:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    t = load_file(str(path))
-    params = HeadParams(**{k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("params.")})
-    cam = Camera(t["camera.K"], t["camera.R"], t["camera.t"], int(meta["height"]), int(meta["width"]))
-    return TrackingResult(params, cam, t["landmarks"], t["valid"].bool(), t["error_px"])
+def tracking_key(targets: FitTargets, config: TrackerConfig, model: HeadModel) -> str:
+    """Fingerprint of what a tracking result depends on: the landmarks, the frame size, the tracker's
+    settings and the head model (a cached result with another key is recomputed)."""
+    digest = hashlib.sha256(torch.nan_to_num(targets.landmarks, nan=-1.0).float().numpy().tobytes())
+    digest.update(targets.valid.numpy().tobytes())
+    settings = {k: v for k, v in asdict(config).items() if k != "show_progress"}
+    digest.update(json.dumps([targets.height, targets.width, settings, model.level, model.num_vertices,
+                              model.num_betas, model.num_expression, float(model.v_template.sum())]).encode())
+    return digest.hexdigest()[:20]
 
 
 class SubjectDataModule(pl.LightningDataModule):
     """Frames of one subject for :class:`~exphead.fitting.module.HeadFitModule`.
 
     Give ``targets`` directly (Python; taken as they are), or a ``source`` (video, image folder or image;
-    see :func:`exphead.fitting.fit.load_targets`), or ``synthetic_seed`` for a generated subject with
+    see :func:`~exphead.fitting.sources.load_targets`), or ``synthetic_seed`` for a generated subject with
     exact normal and depth maps (how the configs in ``configs/exphead`` run on a fresh machine).
-    Targets of a ``source`` or a seed go through :func:`exphead.fitting.fit.subject_targets`, as in
+    Targets of a ``source`` or a seed go through :func:`~exphead.fitting.sources.subject_targets`, as in
     ``fit_subject``: DAViD ONNX models (``*_model``, else ``$EXPPORTRAIT_DAVID_*``) estimate the maps a
     source lacks, and an explicit model replaces a synthetic subject's exact maps. Tracking runs in
-    :meth:`setup` and is cached in ``cache_dir`` (resumable).
+    :meth:`setup` and is cached in ``cache_dir`` under a fingerprint of its inputs (resumable; a cache of
+    other landmarks or settings is recomputed, never reused).
+
+    An epoch draws ``trainer.max_steps`` batches (one progress bar over the whole fit), or one batch per
+    frame without a step limit.
 
     Args:
         frames_per_step: frames rendered per optimisation step (the batch size).
@@ -98,39 +97,46 @@ class SubjectDataModule(pl.LightningDataModule):
             self._model = HeadModel()
         return self._model
 
+    def _targets(self) -> FitTargets:
+        hp = self.hparams
+        cfg = FitConfig(image_size=hp.image_size, max_frames=hp.num_frames, normal_model=hp.normal_model,
+                        depth_model=hp.depth_model, foreground_model=hp.foreground_model,
+                        normal_frame=hp.normal_frame, tracker=self.tracker)
+        if hp.source is not None:
+            return subject_targets(hp.source, cfg, maps=hp.maps)
+        if hp.synthetic_seed is not None:
+            exact = synthetic_targets(self.model, hp.synthetic_seed, hp.num_frames, hp.image_size)
+            return subject_targets(exact, cfg, given=False)
+        raise ValueError("SubjectDataModule needs targets, a source or a synthetic_seed")
+
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.targets is None:
-            from .fit import FitConfig, subject_targets, synthetic_targets
+            self.targets = self._targets()
+        if self.tracking is not None:
+            return
+        t = self.targets
+        key = tracking_key(t, self.tracker, self.model)
+        cache = Path(self.hparams.cache_dir) / TRACKING_FILE if self.hparams.cache_dir else None
+        if cache is not None and cache.is_file():
+            result, meta = TrackingResult.load(cache)
+            if meta.get("key") == key:
+                self.tracking = result
+                return
+            logger.info("%s holds the tracking of other frames or settings: tracking again", cache)
+        self.tracking = VideoTracker(self.tracker, model=self.model).fit(t.landmarks, t.valid, t.height, t.width)
+        if cache is not None:
+            self.tracking.save(cache, {"key": key})
 
-            hp = self.hparams
-            cfg = FitConfig(image_size=hp.image_size, max_frames=hp.num_frames, normal_model=hp.normal_model,
-                            depth_model=hp.depth_model, foreground_model=hp.foreground_model,
-                            normal_frame=hp.normal_frame)
-            if hp.source is not None:
-                self.targets = subject_targets(hp.source, cfg, maps=hp.maps)
-            elif hp.synthetic_seed is not None:
-                exact = synthetic_targets(self.model, hp.synthetic_seed, hp.num_frames, hp.image_size)
-                self.targets = subject_targets(exact, cfg, given=False)
-            else:
-                raise ValueError("SubjectDataModule needs targets, a source or a synthetic_seed")
-        if self.tracking is None:
-            cache = Path(self.hparams.cache_dir) / "tracking.safetensors" if self.hparams.cache_dir else None
-            if cache is not None and cache.is_file():
-                self.tracking = load_tracking(cache)
-            else:
-                t = self.targets
-                self.tracking = track_landmarks(self.model, t.landmarks, t.height, t.width, self.tracker, t.valid)
-                if cache is not None:
-                    save_tracking(cache, self.tracking)
-
+    @override
     def train_dataloader(self) -> DataLoader:
         n = self.targets.num_frames
         bs = min(self.hparams.frames_per_step, n)
+        trainer = getattr(self, "trainer", None)
+        steps = trainer.max_steps if trainer is not None and trainer.max_steps and trainer.max_steps > 0 else None
+        samples = steps * bs if steps else max(n, bs)
         # its own generator: the frame order (and so the fit) does not depend on the global RNG state
         generator = torch.Generator().manual_seed(self.hparams.seed)
-        sampler = torch.utils.data.RandomSampler(range(n), replacement=n < bs * 2, num_samples=max(n, bs),
-                                                 generator=generator)
+        sampler = RandomSampler(range(n), replacement=n < bs * 2, num_samples=samples,
+                                generator=generator)
         return DataLoader(FrameDataset(self.targets), batch_size=bs, sampler=sampler, drop_last=True)
-
-    def frame_weights(self) -> np.ndarray:
-        return self.targets.valid.numpy().astype(np.float32)

@@ -2,10 +2,46 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from exphead.geometry import apply_sparse
+
+
+@dataclass
+class DetailLossWeights:
+    """Weights of the detail-stage loss terms (Sec. 3.1.2; units: mm for offsets and depth).
+
+    Attributes:
+        landmark: L_ldmk (Eq. 5).
+        normal: L_normal (Eq. 6).
+        depth: L_depth per mm of absolute depth error (Eq. 6).
+        depth_clamp_mm: truncation of the depth L1 (silhouette misalignment).
+        expression: L_exp (Eq. 7).
+        static_magnitude: L_dis on Δg.
+        static_in_face: Δg inside the face (Δg is mainly non-facial, Sec. 3.1.3).
+        dynamic_magnitude: L_dis on Δf(i): minimal, zero-mean deviations.
+        laplacian_static: L_lap on Δg.
+        laplacian_dynamic: L_lap on Δf(i) (wrinkles are sharp).
+        smooth: temporal smoothness of per-frame parameters.
+        depth_anchor: per mm^2: relative depth (shift / scale_shift alignment) cannot fix the head's distance,
+            so its camera-space z stays near the tracker's (without it the fit drifts ~10 cm).
+    """
+
+    landmark: float = 1.0
+    normal: float = 1.0
+    depth: float = 0.05
+    depth_clamp_mm: float = 30.0
+    expression: float = 5e-4
+    static_magnitude: float = 1e-4
+    static_in_face: float = 2e-2
+    dynamic_magnitude: float = 2e-3
+    laplacian_static: float = 30.0
+    laplacian_dynamic: float = 3.0
+    smooth: float = 0.1
+    depth_anchor: float = 1e-2
 
 
 def landmark_loss(pred: Tensor, target: Tensor, valid: Tensor, contour_weight: float = 0.3) -> Tensor:

@@ -13,41 +13,23 @@ minimal-magnitude penalty on each Δf(i) that makes Δg carry the shared geometr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Literal
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from exphead.camera import Camera
 from exphead.geometry import uniform_laplacian, vertex_normals
 from exphead.head_model import HeadModel, HeadParams, split_head_rotation
 from exphead.render import render_normal_depth
 
-from .losses import align_depth, landmark_loss, laplacian_loss, masked_l1
+from .losses import DetailLossWeights, align_depth, landmark_loss, laplacian_loss, masked_l1
 from .targets import resolve_depth_alignment
 
 MM = 1e-3
-
-
-@dataclass
-class DetailLossWeights:
-    """Weights of the detail-stage loss terms (Sec. 3.1.2; units: mm for offsets and depth)."""
-
-    landmark: float = 1.0
-    normal: float = 1.0
-    depth: float = 0.05  # per mm of absolute depth error
-    depth_clamp_mm: float = 30.0  # truncation of the depth L1 (silhouette misalignment)
-    expression: float = 5e-4  # L_exp
-    static_magnitude: float = 1e-4  # L_dis on Δg
-    static_in_face: float = 2e-2  # Δg mainly non-facial
-    dynamic_magnitude: float = 2e-3  # L_dis on Δf(i): minimal, zero-mean deviations
-    laplacian_static: float = 30.0  # L_lap on Δg
-    laplacian_dynamic: float = 3.0  # L_lap on Δf(i) (wrinkles are sharp)
-    smooth: float = 0.1  # temporal smoothness of per-frame parameters
-    depth_anchor: float = 1e-2  # per mm^2: relative depth (shift / scale_shift alignment) cannot fix the
-    # head's distance, so its camera-space z stays near the tracker's (without it the fit drifts ~10 cm)
 
 
 def static_prior(model: HeadModel, iterations: int = 30) -> Tensor:
@@ -65,35 +47,44 @@ class HeadFitModule(pl.LightningModule):
 
     Args:
         num_frames: frames ``F`` of the subject.
-        init: tracker parameters (``F`` frames) to start from; zeros when None.
+        init: tracker parameters (``F`` frames) to start from; zeros when None (or taken from the
+            datamodule's ``tracking`` in :meth:`setup`).
         camera: the tracking camera (batch 1) at the targets' resolution.
-        model_path, level: the :class:`HeadModel` (built here, kept out of checkpoints).
+        model_path, level: the :class:`HeadModel` (built here unless ``model`` is given; a child module whose
+            buffers are not checkpointed).
         weights: loss weights; lr_detail (mm per step scale) and lr_params: Adam learning rates.
         static_init_mm: Δg starts at this many mm along the normal outside the face (Sec. 3.1.3 prior).
         depth_alignment: ``none`` for metric depth, ``shift`` / ``scale_shift`` for relative estimates, or
             ``auto``: resolved in :meth:`setup` from the datamodule's ``targets`` (``scale_shift`` for
             depth from an ONNX model, else ``none``; see :func:`~exphead.fitting.targets.resolve_depth_alignment`).
+        image_size: ``(height, width)`` of the targets (the camera's, when ``camera`` is given).
+        model: an existing head model to share (its path and level become the hyper-parameters).
     """
 
     def __init__(self, num_frames: int, init: HeadParams | None = None, camera: Camera | None = None,
-                 model_path: str | None = None, level: int = 2, weights: DetailLossWeights | None = None,
+                 model_path: str | None = None, level: int = 2, weights: DetailLossWeights | dict | None = None,
                  lr_detail: float = 0.1, lr_params: float = 3e-3, static_init_mm: float = 2.0,
                  depth_alignment: Literal["auto", "none", "shift", "scale_shift"] = "auto",
-                 image_size: tuple[int, int] = (256, 256),
-                 model: HeadModel | None = None) -> None:
+                 image_size: tuple[int, int] = (256, 256), model: HeadModel | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["init", "camera", "model", "weights"])
-        self.hparams["weights"] = asdict(weights or DetailLossWeights())
+        if model is not None:
+            model_path, level = model.model_path, model.level
+        if camera is not None:
+            image_size = (camera.height, camera.width)
+        weights = asdict(weights) if isinstance(weights, DetailLossWeights) else dict(weights or {})
+        image_size = tuple(int(v) for v in image_size)
+        self.save_hyperparameters(ignore=["init", "camera", "model"])
+        self.weights = DetailLossWeights(**weights)
+        self.depth_alignment = depth_alignment
         self.automatic_optimization = False
-        self.w = weights or DetailLossWeights()
-        model = model or HeadModel(model_path, level)
-        object.__setattr__(self, "_model", model)  # fixed buffers: not a child, not checkpointed
+        self.model = model or HeadModel(model_path, level)
         h, w = image_size
         camera = camera or Camera.portrait(1, h, w)
-        init = init or HeadParams.zeros(num_frames, model.num_betas, model.num_expression)
+        init = init or HeadParams.zeros(num_frames, self.model.num_betas, self.model.num_expression)
         self.register_buffer("cam_K", camera.K.clone())
         self.register_buffer("cam_R", camera.R.clone())
         self.register_buffer("cam_t", camera.t.clone())
+        self.register_buffer("initialized", torch.tensor(False))
         self.betas = nn.Parameter(init.betas[:1].clone())
         self.expression = nn.Parameter(init.expression.clone())
         self.jaw = nn.Parameter(init.jaw_pose.clone())
@@ -101,43 +92,41 @@ class HeadFitModule(pl.LightningModule):
         self.transl = nn.Parameter(init.transl.clone())
         self.register_buffer("transl_init", init.transl.clone())
         self.register_buffer("global_orient", init.global_orient[:1].clone())
-        face = torch.nonzero(model.face_mask > 0).squeeze(1)
-        self.register_buffer("face_index", face)
-        neutral = model.canonical(HeadParams.zeros(1, model.num_betas, model.num_expression))
-        normals = vertex_normals(neutral, model.faces)[0]
-        self.delta_g_mm = nn.Parameter(static_init_mm * normals * static_prior(model)[:, None])
+        face = torch.nonzero(self.model.face_mask > 0).squeeze(1)
+        self.register_buffer("face_index", face, persistent=False)
+        neutral = self.model.canonical(HeadParams.zeros(1, self.model.num_betas, self.model.num_expression))
+        normals = vertex_normals(neutral, self.model.faces)[0]
+        self.delta_g_mm = nn.Parameter(static_init_mm * normals * static_prior(self.model)[:, None])
         self.delta_f_mm = nn.Embedding(num_frames, face.shape[0] * 3, sparse=True)
         nn.init.zeros_(self.delta_f_mm.weight)
-        self.register_buffer("laplacian", uniform_laplacian(model.faces, model.num_vertices), persistent=False)
-
-    @property
-    def model(self) -> HeadModel:
-        return self._model
+        self.register_buffer("laplacian", uniform_laplacian(self.model.faces, self.model.num_vertices),
+                             persistent=False)
 
     @property
     def camera(self) -> Camera:
         h, w = self.hparams.image_size
         return Camera(self.cam_K, self.cam_R, self.cam_t, h, w)
 
-    def on_fit_start(self) -> None:
-        self._model.to(self.device)
-
+    @override
     def setup(self, stage: str) -> None:
         """Start from the datamodule's tracking when it has one (checkpoint restore happens after this),
         and resolve ``depth_alignment="auto"`` from its targets (the datamodule is set up first)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         tracking = getattr(datamodule, "tracking", None)
-        if tracking is not None and not self.hparams.get("initialized", False):
+        if tracking is not None and not bool(self.initialized):
             self.initialize_from(tracking.params, tracking.camera)
         targets = getattr(datamodule, "targets", None)
-        if self.hparams.depth_alignment == "auto" and targets is not None:
-            self.hparams["depth_alignment"] = resolve_depth_alignment("auto", targets)
+        if self.depth_alignment == "auto" and targets is not None:
+            self.depth_alignment = resolve_depth_alignment("auto", targets)
 
     @torch.no_grad()
     def initialize_from(self, params: HeadParams, camera: Camera) -> None:
-        """Copy tracker parameters (``F`` frames) and camera into the variables."""
+        """Copy tracker parameters (``F`` frames) and camera (at the module's image size) into the variables."""
         if params.batch_size != self.expression.shape[0]:
             raise ValueError(f"tracking has {params.batch_size} frames, the module {self.expression.shape[0]}")
+        if (camera.height, camera.width) != tuple(self.hparams.image_size):
+            raise ValueError(f"tracking camera is {camera.height}x{camera.width}, the module's image_size "
+                             f"{tuple(self.hparams.image_size)}")
         self.betas.copy_(params.betas[:1])
         self.expression.copy_(params.expression)
         self.jaw.copy_(params.jaw_pose)
@@ -148,8 +137,7 @@ class HeadFitModule(pl.LightningModule):
         self.cam_K.copy_(camera.K)
         self.cam_R.copy_(camera.R)
         self.cam_t.copy_(camera.t)
-        self.hparams["image_size"] = (camera.height, camera.width)
-        self.hparams["initialized"] = True
+        self.initialized.fill_(True)
 
     # -- assembling the head ------------------------------------------------------------------
     def params(self, frames: Tensor) -> HeadParams:
@@ -177,7 +165,7 @@ class HeadFitModule(pl.LightningModule):
         p = self.params(frames)
         head = self.model(p, self.delta_g(), self.delta_f(frames))
         cam = self.camera.expand(frames.shape[0])
-        w = self.w
+        w = self.weights
         terms = {"landmark": landmark_loss(cam.project(head.landmarks), batch["landmarks"], batch["valid"])}
         if "normal" in batch or "depth" in batch:
             r = render_normal_depth(head.vertices, self.model.faces, cam)
@@ -185,12 +173,12 @@ class HeadFitModule(pl.LightningModule):
             if "normal" in batch:
                 terms["normal"] = masked_l1(r.normal, batch["normal"], mask)
             if "depth" in batch:
-                if self.hparams.depth_alignment == "auto":
+                if self.depth_alignment == "auto":
                     raise ValueError("depth_alignment='auto' is resolved in setup() from the datamodule's targets; "
                                      "without one, pass 'none' (metric depth) or 'scale_shift' (depth from a model)")
-                target = align_depth(r.depth, batch["depth"], mask, self.hparams.depth_alignment)
+                target = align_depth(r.depth, batch["depth"], mask, self.depth_alignment)
                 terms["depth"] = masked_l1(r.depth / MM, target / MM, mask, w.depth_clamp_mm)
-                if self.hparams.depth_alignment != "none":
+                if self.depth_alignment != "none":
                     dz = (self.transl[frames] - self.transl_init[frames]) @ self.cam_R[0, 2] / MM
                     terms["depth_anchor"] = dz.pow(2).mean()
         dg, df = self.delta_g_mm, self.delta_f_mm(frames).view(frames.shape[0], -1, 3)
@@ -209,20 +197,22 @@ class HeadFitModule(pl.LightningModule):
         total = sum(getattr(w, k) * v for k, v in terms.items())
         return total, terms
 
+    @override
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         sparse_opt, dense_opt = self.optimizers()
         sparse_opt.zero_grad()
         dense_opt.zero_grad()
         loss, terms = self.compute_loss(batch)
         self.manual_backward(loss)
-        sparse_opt.step()
+        sparse_opt.optimizer.step()  # the raw optimizer: one global step per detail step, not two
         dense_opt.step()
         self.log("train_loss", loss, prog_bar=True, batch_size=batch["index"].shape[0])
         for k, v in terms.items():
             self.log(f"train_{k}", v, batch_size=batch["index"].shape[0])
         return loss
 
-    def configure_optimizers(self):
+    @override
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         lr = self.hparams.lr_detail
         sparse = torch.optim.SparseAdam(self.delta_f_mm.parameters(), lr=lr)
         dense = torch.optim.Adam([

@@ -40,6 +40,7 @@ from exphead.metrics.motion import (
     expression_distance,
     pose_distance,
 )
+from exphead.metrics.tracker_motion import TrackerMotionExtractor
 
 __all__ = [
     "AED",
@@ -49,6 +50,7 @@ __all__ = [
     "LPIPS_BACKBONE_ENV",
     "PSNR",
     "SSIM",
+    "TrackerMotionExtractor",
     "ArcFaceOnnxEmbedder",
     "DlibFaceEmbedder",
     "FaceEmbedder",

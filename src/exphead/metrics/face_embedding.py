@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import torch
@@ -32,14 +32,10 @@ if TYPE_CHECKING:
     import dlib
     import onnxruntime
 
-from exphead.metrics.face_detection import (
-    DetectorName,
-    FaceDetection,
-    FaceDetector,
-    dlib_five_point_predictor,
-    make_face_detector,
-    to_uint8_images,
-)
+from exphead.media import to_uint8
+from exphead.tracking.faces import FaceDetection, FaceDetector, main_faces, make_face_detector
+
+DetectorName = Literal["mtcnn", "dlib"]
 
 # ArcFace's (insightface) landmark template for 112 x 112 crops, pixels (x, y), in detection order.
 ARCFACE_TEMPLATE = np.array(
@@ -73,8 +69,8 @@ def _embed_detected(
     embed_one: Callable[[np.ndarray, FaceDetection], np.ndarray | None],
 ) -> FaceEmbeddings:
     """Detect a face in each frame and embed it with ``embed_one(image, detection) -> (D,)`` array."""
-    images = to_uint8_images(frames)
-    detections = detector(images)
+    images = to_uint8(frames)
+    detections = main_faces(detector, images)
     embeddings = torch.zeros(len(images), dim)
     has_face = torch.zeros(len(images), dtype=torch.bool)
     for i, (image, detection) in enumerate(zip(images, detections)):
@@ -86,6 +82,15 @@ def _embed_detected(
         embeddings[i] = torch.as_tensor(np.asarray(vector, dtype=np.float32))
         has_face[i] = True
     return FaceEmbeddings(embeddings.to(frames.device), has_face.to(frames.device))
+
+
+@lru_cache(maxsize=1)
+def dlib_five_point_predictor() -> dlib.shape_predictor:
+    """dlib's 5-point shape predictor from the ``face_recognition_models`` package (cached)."""
+    import dlib
+    import face_recognition_models
+
+    return dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
 
 
 @lru_cache(maxsize=1)
@@ -101,7 +106,7 @@ class DlibFaceEmbedder:
 
     Args:
         detector: ``"mtcnn"`` (default, more robust), ``"dlib"`` (HOG, faster) or a
-            :class:`~exphead.metrics.face_detection.FaceDetector`.
+            :class:`~exphead.tracking.faces.FaceDetector`.
         num_jitters: dlib's test-time augmentation (0 = none, deterministic).
     """
 
@@ -162,7 +167,7 @@ class ArcFaceOnnxEmbedder:
 
     Args:
         model_path: the ArcFace ``.onnx`` file (e.g. insightface's ``w600k_r50.onnx``).
-        detector: ``"mtcnn"``, ``"dlib"`` or a :class:`~exphead.metrics.face_detection.FaceDetector`.
+        detector: ``"mtcnn"``, ``"dlib"`` or a :class:`~exphead.tracking.faces.FaceDetector`.
     """
 
     def __init__(self, model_path: str | os.PathLike, detector: DetectorName | FaceDetector = "mtcnn") -> None:
@@ -172,7 +177,7 @@ class ArcFaceOnnxEmbedder:
         self.dim = int(session.get_outputs()[0].shape[-1])
 
     def _embed_one(self, image: np.ndarray, detection: FaceDetection) -> np.ndarray | None:
-        crop = align_arcface(image, detection.landmarks)
+        crop = align_arcface(image, detection.five)
         if crop is None:
             return None
         blob = ((crop.astype(np.float32) - 127.5) / 127.5).transpose(2, 0, 1)[None]
@@ -204,7 +209,7 @@ class FaceNetEmbedder:
     Args:
         weights_path: state dict of ``InceptionResnetV1`` (a ``logits.*`` classifier head is ignored).
         detector: ``"mtcnn"`` (facenet-pytorch's own), ``"dlib"`` or a
-            :class:`~exphead.metrics.face_detection.FaceDetector`.
+            :class:`~exphead.tracking.faces.FaceDetector`.
         margin: margin around the box, in pixels of the 160 x 160 crop.
     """
 

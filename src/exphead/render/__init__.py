@@ -6,7 +6,13 @@ All rasterizers obey :mod:`exphead.camera`'s convention (OpenCV camera space, pi
 
 from exphead.render.interpolate import interpolate
 from exphead.render.rasterize import Fragments, rasterize
-from exphead.render.renderer import RenderOutput, get_rasterizer, normal_to_image, render_normal_depth
+from exphead.render.renderer import (
+    RenderOutput,
+    get_rasterizer,
+    normal_to_image,
+    render_normal_depth,
+    render_normal_images,
+)
 
 __all__ = [
     "Fragments",
@@ -16,4 +22,5 @@ __all__ = [
     "normal_to_image",
     "rasterize",
     "render_normal_depth",
+    "render_normal_images",
 ]

@@ -101,3 +101,13 @@ def normal_to_image(normal: Tensor, mask: Tensor | None = None) -> Tensor:
     if mask is None:
         mask = (normal != 0).any(1, keepdim=True)
     return ((normal + 1) * 0.5).clamp(0, 1) * mask.to(normal.dtype)
+
+
+@torch.no_grad()
+def render_normal_images(vertices: Tensor, faces: Tensor, camera: Camera, chunk: int = 8,
+                         backend: Backend = "builtin") -> Tensor:
+    """``F x N x 3`` world vertices seen by ``camera`` (batch 1) -> ``F x 3 x H x W`` normal images in [0, 1]
+    (camera-space ``(n + 1) / 2``, 0 on the background), rendered ``chunk`` frames at a time."""
+    return torch.cat([normal_to_image(render_normal_depth(v, faces, camera.expand(v.shape[0]), backend).normal)
+                      for v in vertices.split(chunk)])
+

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from exphead.camera import Camera
-from exphead.head_model import HeadParams
 from exphead.io_utils import atomic_path
 from exphead.media import to_uint8, write_image
 
@@ -35,10 +33,9 @@ def save_subject(directory: str | os.PathLike, subject: SyntheticSubject, render
         np.save(directory / "normals" / f"{i:06d}.npy", renders.normal[i].numpy().astype(np.float16))
         np.save(directory / "depth" / f"{i:06d}.npy", renders.depth[i, 0].numpy().astype(np.float32))
     np.save(directory / "landmarks.npy", renders.landmarks.numpy().astype(np.float32))
-    tensors = {f"params.{k}": v.contiguous() for k, v in subject.params.to_dict().items()}
     cam = subject.camera.scaled(renders.rgb.shape[-2], renders.rgb.shape[-1])
-    tensors.update({"delta_g": subject.delta_g, "delta_f": subject.delta_f, "albedo": subject.albedo,
-                    "camera.K": cam.K, "camera.R": cam.R, "camera.t": cam.t})
+    tensors = {**subject.params.to_tensors(), **cam.to_tensors(), "delta_g": subject.delta_g,
+               "delta_f": subject.delta_f, "albedo": subject.albedo}
     with atomic_path(directory / "ground_truth.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
     meta = {"age": subject.age, "seed": subject.seed, "num_frames": subject.num_frames,
@@ -46,19 +43,6 @@ def save_subject(directory: str | os.PathLike, subject: SyntheticSubject, render
     with atomic_path(directory / "subject.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
     return directory
-
-
-def load_subject(directory: str | os.PathLike) -> SyntheticSubject:
-    """The ground truth of a saved synthetic subject (camera at the saved resolution)."""
-    directory = Path(directory)
-    if not (directory / "ground_truth.safetensors").is_file():
-        raise FileNotFoundError(f"{directory} is not a synthetic subject (no ground_truth.safetensors)")
-    t = load_file(str(directory / "ground_truth.safetensors"))
-    meta = json.loads((directory / "subject.json").read_text())
-    params = HeadParams(**{k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("params.")})
-    h, w = meta["image_size"]
-    camera = Camera(t["camera.K"], t["camera.R"], t["camera.t"], h, w)
-    return SyntheticSubject(params, t["delta_g"], t["delta_f"], meta["age"], camera, t["albedo"], meta["seed"])
 
 
 def write_synthetic_subject(model, directory: str | os.PathLike, seed: int, num_frames: int = 16,

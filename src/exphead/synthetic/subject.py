@@ -16,6 +16,7 @@ from torch import Tensor
 from exphead.camera import Camera
 from exphead.geometry import vertex_normals
 from exphead.head_model import HeadModel, HeadParams, split_head_rotation
+from exphead.personalized import PersonalizedHead
 from exphead.render import interpolate, render_normal_depth
 
 from .details import expression_details, static_offsets
@@ -36,6 +37,13 @@ class SyntheticSubject:
     @property
     def num_frames(self) -> int:
         return self.params.batch_size
+
+    def head(self, model: HeadModel, source: str = "exphead.synthetic") -> PersonalizedHead:
+        """The ground truth as the :class:`PersonalizedHead` a perfect fit would return (Δf(i) of synthetic
+        subjects is zero outside ``model.face_mask``, so keeping its facial rows is lossless)."""
+        face = torch.nonzero(model.face_mask > 0).squeeze(1)
+        return PersonalizedHead(model, self.params, self.delta_g, self.delta_f[:, face].contiguous(), self.camera,
+                                {"source": source, "seed": self.seed, "age": self.age})
 
 
 @dataclass

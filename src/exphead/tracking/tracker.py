@@ -10,7 +10,9 @@ the camera's extrinsics stay the identity rotation of :meth:`exphead.camera.Came
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,26 +21,55 @@ from tqdm.auto import tqdm
 
 from exphead.camera import Camera
 from exphead.head_model import HeadModel, HeadParams, split_head_rotation
+from exphead.io_utils import atomic_path
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class TrackerConfig:
-    """Settings of :func:`track_landmarks` (loss weights are relative to the landmark term)."""
+    """Settings of :func:`track_landmarks` (loss weights are relative to the landmark term).
 
-    num_betas: int = 50  # shape coefficients fitted (landmarks constrain no more)
-    num_expression: int = 50  # expression coefficients fitted
-    fov_deg: float = 14.0
-    rigid_steps: int = 100
+    The fit runs in two stages: a rigid stage (head rotation and translation only) of
+    :attr:`rigid_steps` = ``rigid_fraction * steps`` steps, then ``steps`` steps on every variable.
+
+    Attributes:
+        steps: steps of the full stage.
+        rigid_fraction: steps of the rigid stage, as a share of ``steps``.
+        num_betas: shape coefficients fitted (landmarks constrain no more).
+        num_expression: expression coefficients fitted.
+        fov_deg: vertical field of view of the tracking camera, degrees.
+        lr: Adam's learning rate (cosine-annealed to 5% of it in each stage).
+        contour_weight: weight of iBUG 0-16, which follow the silhouette while the model's contour is static.
+        shape_prior: weight of the β prior.
+        expression_prior: weight of L_exp (Eq. 7).
+        jaw_prior: weight of the jaw's sideways and twisting rotation.
+        smoothness: weight of the first differences of per-frame pose (and, at 1%, expression).
+        show_progress: one progress bar per stage.
+    """
+
     steps: int = 300
+    rigid_fraction: float = 1 / 3
+    num_betas: int = 50
+    num_expression: int = 50
+    fov_deg: float = 14.0
     lr: float = 0.03
-    contour_weight: float = 0.3  # iBUG 0-16 follow the silhouette, the model's contour is static
+    contour_weight: float = 0.3
     shape_prior: float = 2e-3
-    expression_prior: float = 5e-4  # L_exp, Eq. 7
+    expression_prior: float = 5e-4
     jaw_prior: float = 1e-2
-    smoothness: float = 0.5  # first differences of per-frame parameters
+    smoothness: float = 0.5
     show_progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or not 0 <= self.rigid_fraction <= 10:
+            raise ValueError(f"tracker steps must be >= 0 and rigid_fraction in [0, 10], got {self.steps}, "
+                             f"{self.rigid_fraction}")
+
+    @property
+    def rigid_steps(self) -> int:
+        """Steps of the rigid stage."""
+        return int(self.steps * self.rigid_fraction + 1e-6)
 
 
 @dataclass
@@ -62,6 +93,28 @@ class TrackingResult:
     def head_rotation(self) -> Tensor:
         """``F x 3`` axis-angle head rotation r (neck + head, see :func:`split_head_rotation`)."""
         return self.params.neck_pose + self.params.head_pose
+
+    def save(self, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+        """Write the result as one safetensors file, atomically (``metadata``: extra strings kept with it)."""
+        from safetensors.torch import save_file
+
+        tensors = {**self.params.to_tensors(), **self.camera.to_tensors(), "landmarks": self.landmarks.contiguous(),
+                   "valid": self.valid.to(torch.uint8).contiguous(), "error_px": self.error_px.contiguous()}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={**self.camera.size_metadata(), **(metadata or {})})
+        return Path(path)
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> tuple[TrackingResult, dict[str, str]]:
+        """Inverse of :meth:`save`: the result and its metadata."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            t = {k: f.get_tensor(k) for k in f.keys()}
+        camera = Camera.from_tensors(t, meta["camera.height"], meta["camera.width"])
+        result = TrackingResult(HeadParams.from_tensors(t), camera, t["landmarks"], t["valid"].bool(), t["error_px"])
+        return result, meta
 
 
 def _initial_translation(model: HeadModel, camera: Camera, lm2d: Tensor, valid: Tensor) -> Tensor:

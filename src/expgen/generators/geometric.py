@@ -15,7 +15,7 @@ expression and pose, and the reference image is warped backward along that corre
   (area ratio above ``gap_stretch``) are shaded as the mouth cavity instead of stretching the lips.
 
 It needs no trained weights: it is the embedded default of ``exp-animate`` and a baseline row of
-``exp-bench``.
+``exp-bench``. It runs on the device of its inputs.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 from exphead.camera import Camera
 from exphead.geometry import face_normals
 from exphead.render import interpolate, normal_to_image, render_normal_depth
+
+from .base import GeneratorInputs, GeneratorOutput
 
 MOUTH_COLOR = (0.16, 0.05, 0.05)
 
@@ -74,7 +76,7 @@ def _similarity_flow(pix: Tensor, flow: Tensor, weight: Tensor) -> Tensor:
     design = torch.cat([rows_x, rows_y], 1)
     target = torch.cat([q[..., :1], q[..., 1:]], 1)
     ww = torch.cat([w, w], 1)
-    normal = design.transpose(1, 2) @ (ww * design) + 1e-6 * torch.eye(4, dtype=p.dtype)
+    normal = design.transpose(1, 2) @ (ww * design) + 1e-6 * torch.eye(4, dtype=p.dtype, device=p.device)
     a, b, tx, ty = torch.linalg.solve(normal, design.transpose(1, 2) @ (ww * target))[..., 0].unbind(-1)
     px, py = pix[..., 0], pix[..., 1]
     view = (-1, 1, 1)
@@ -95,85 +97,92 @@ class GeometricGenerator:
         rigid_reach: how far (fraction of the image size) beyond the head its similarity motion carries.
     """
 
+    name = "geometric"
+
     def __init__(self, flow_sigma: float = 0.08, background_weight: float = 0.02, gap_stretch: float = 1.5,
                  feather: float = 0.02, rigid_reach: float = 0.2) -> None:
         self.flow_sigma, self.background_weight, self.gap_stretch = flow_sigma, background_weight, gap_stretch
         self.feather, self.rigid_reach = feather, rigid_reach
 
-    @torch.no_grad()
-    def __call__(self, reference: Tensor, reference_vertices: Tensor, driving_vertices: Tensor, faces: Tensor,
-                 camera: Camera, driving_landmarks: Tensor | None = None, chunk: int = 4,
-                 show_progress: bool = False, return_normals: bool = False, head_weight: Tensor | None = None
-                 ) -> Tensor | tuple[Tensor, Tensor]:
-        """Generate ``F x 3 x H x W`` frames in [0, 1] (and, with ``return_normals``, the driving normal maps
-        ``F x 3 x H x W`` it renders on the way, encoded as :func:`exphead.render.normal_to_image` does).
+    def describe(self) -> dict:
+        """The generator and its settings (it has no weights)."""
+        return {"generator": self.name, "flow_sigma": self.flow_sigma, "background_weight": self.background_weight,
+                "gap_stretch": self.gap_stretch, "feather": self.feather, "rigid_reach": self.rigid_reach}
 
-        Args:
-            reference: ``3 x H x W`` reference image in [0, 1].
-            reference_vertices: ``N x 3`` posed mesh fitted to the reference (world frame).
-            driving_vertices: ``F x N x 3`` meshes posed for each output frame (world frame).
-            faces: ``M x 3`` dense faces; camera: the reference camera (batch 1, image ``H x W``).
-            driving_landmarks: ``F x 68 x 3`` posed landmarks (world frame); without them no mouth cavity is drawn.
-            head_weight: ``N`` per-vertex weight of the rigid head (e.g. head + jaw + eye skinning weights);
-                without it the flow outside the mesh is the Gaussian extension alone.
-        """
+    @torch.no_grad()
+    def __call__(self, inputs: GeneratorInputs, progress: bool = False, chunk: int = 4) -> GeneratorOutput:
+        """Warp the reference along the driven meshes, ``chunk`` frames at a time (see the module docstring)."""
+        x = inputs
+        reference, camera, faces = x.reference, x.camera, x.faces
         h, w = reference.shape[-2:]
         if (camera.height, camera.width) != (h, w):
             raise ValueError(f"camera is {camera.height}x{camera.width}, reference image {h}x{w}")
-        ref_uv = camera.project(reference_vertices[None])[0]  # N x 2 pixels in the reference
-        ref_area = face_normals(reference_vertices[None], faces, normalize=False).norm(dim=-1)[0]
-        pix = torch.stack(torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")[::-1], -1)
+        device = reference.device
+        ref_uv = camera.project(x.reference_vertices[None])[0]  # N x 2 pixels in the reference
+        ref_area = face_normals(x.reference_vertices[None], faces, normalize=False).norm(dim=-1)[0]
+        pix = torch.stack(torch.meshgrid(torch.arange(h, device=device) + 0.5, torch.arange(w, device=device) + 0.5,
+                                         indexing="ij")[::-1], -1)
         frames, normals = [], []
-        starts = range(0, driving_vertices.shape[0], chunk)
-        for s in tqdm(starts, desc="generate: geometric", disable=not show_progress):
-            verts = driving_vertices[s:s + chunk]
+        starts = range(0, x.num_frames, chunk)
+        for s in tqdm(starts, desc="generate: geometric", disable=not progress):
+            verts = x.driving_vertices[s:s + chunk]
             b = verts.shape[0]
             r = render_normal_depth(verts, faces, camera.expand(b))
-            if return_normals:
-                normals.append(normal_to_image(r.normal))
+            normals.append(normal_to_image(r.normal).cpu())
             mask = r.mask  # B x 1 x H x W
             uv = interpolate(ref_uv[None], r.fragments, faces)  # B x H x W x 2
             flow = (uv - pix) * mask.permute(0, 2, 3, 1)
-            sigma = self.flow_sigma * max(h, w)
             rigid = torch.zeros_like(flow)
-            if head_weight is not None:
-                hw = interpolate(head_weight[None, :, None].to(flow.dtype), r.fragments, faces)[..., 0] * mask[:, 0]
+            if x.head_weight is not None:
+                hw = interpolate(x.head_weight[None, :, None].to(flow.dtype), r.fragments, faces)[..., 0] * mask[:, 0]
                 reach = (2 * _smooth(hw[:, None], self.rigid_reach * max(h, w))).clamp(0, 1).permute(0, 2, 3, 1)
                 rigid = _similarity_flow(pix, flow, hw) * reach
-            num = _smooth(((flow - rigid) * mask.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), sigma)
-            den = _smooth(mask, sigma) + self.background_weight
-            extended = rigid + (num / den).permute(0, 2, 3, 1)
-            # Inside the silhouette the exact surface flow; across its border a smooth blend into the
-            # extended flow, so hair and shoulders outside the mesh do not tear away from the face.
-            feather = max(1.0, self.feather * max(h, w))
-            inner = -F.max_pool2d(-mask, 2 * int(feather) + 1, 1, int(feather))  # erode
-            soft = _gaussian_blur(inner, feather / 2).clamp(0, 1).permute(0, 2, 3, 1) * mask.permute(0, 2, 3, 1)
-            flow = soft * flow + (1 - soft) * extended
-            src = pix + flow  # where each output pixel reads the reference
-            grid = torch.stack([src[..., 0] / w * 2 - 1, src[..., 1] / h * 2 - 1], -1)
-            out = F.grid_sample(reference[None].expand(b, -1, -1, -1), grid, mode="bilinear",
-                                padding_mode="border", align_corners=False)
-            area = face_normals(verts, faces, normalize=False).norm(dim=-1)
-            stretch = area / ref_area.clamp_min(1e-12)  # B x M
-            fid = r.fragments.face_id
-            gap = torch.zeros_like(fid, dtype=out.dtype)
-            covered = fid >= 0
-            gap[covered] = (stretch.gather(1, fid.clamp_min(0).flatten(1)).view_as(fid)[covered] > self.gap_stretch).to(
-                out.dtype)
-            gap = gap * self._inner_mouth(driving_landmarks, s, b, camera) if driving_landmarks is not None else 0 * gap
-            gap = _gaussian_blur(gap[:, None], 1.0)
+            out = self._warp(reference, pix, flow, rigid, mask)
+            gap = self._cavity(verts, faces, ref_area, r.fragments.face_id, x.driving_landmarks[s:s + chunk], camera)
             shade = (-r.normal[:, 2:3]).clamp(0.3, 1.0)
-            cavity = torch.tensor(MOUTH_COLOR, dtype=out.dtype)[None, :, None, None] * shade
-            frames.append(out * (1 - gap) + cavity * gap)
-        out = torch.cat(frames).clamp(0, 1)
-        return (out, torch.cat(normals)) if return_normals else out
+            cavity = torch.tensor(MOUTH_COLOR, dtype=out.dtype, device=device)[None, :, None, None] * shade
+            frames.append((out * (1 - gap) + cavity * gap).clamp(0, 1).cpu())
+        return GeneratorOutput(torch.cat(frames), torch.cat(normals))
+
+    def _warp(self, reference: Tensor, pix: Tensor, flow: Tensor, rigid: Tensor, mask: Tensor) -> Tensor:
+        """Sample the reference along ``flow`` inside the silhouette and its smooth extension outside it."""
+        h, w = reference.shape[-2:]
+        b = flow.shape[0]
+        sigma = self.flow_sigma * max(h, w)
+        num = _smooth(((flow - rigid) * mask.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), sigma)
+        den = _smooth(mask, sigma) + self.background_weight
+        extended = rigid + (num / den).permute(0, 2, 3, 1)
+        # Inside the silhouette the exact surface flow; across its border a smooth blend into the
+        # extended flow, so hair and shoulders outside the mesh do not tear away from the face.
+        feather = max(1.0, self.feather * max(h, w))
+        inner = -F.max_pool2d(-mask, 2 * int(feather) + 1, 1, int(feather))  # erode
+        soft = _gaussian_blur(inner, feather / 2).clamp(0, 1).permute(0, 2, 3, 1) * mask.permute(0, 2, 3, 1)
+        flow = soft * flow + (1 - soft) * extended
+        src = pix + flow  # where each output pixel reads the reference
+        grid = torch.stack([src[..., 0] / w * 2 - 1, src[..., 1] / h * 2 - 1], -1)
+        return F.grid_sample(reference[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
+                             align_corners=False)
+
+    def _cavity(self, verts: Tensor, faces: Tensor, ref_area: Tensor, face_id: Tensor, landmarks: Tensor,
+                camera: Camera) -> Tensor:
+        """``B x 1 x H x W`` mouth-cavity weight: faces stretched beyond ``gap_stretch`` inside the inner lips."""
+        area = face_normals(verts, faces, normalize=False).norm(dim=-1)
+        stretch = area / ref_area.clamp_min(1e-12)  # B x M
+        gap = torch.zeros_like(face_id, dtype=verts.dtype)
+        covered = face_id >= 0
+        gap[covered] = (stretch.gather(1, face_id.clamp_min(0).flatten(1)).view_as(face_id)[covered]
+                        > self.gap_stretch).to(verts.dtype)
+        gap = gap * self._inner_mouth(landmarks, camera).to(gap)
+        return _gaussian_blur(gap[:, None], 1.0)
 
     @staticmethod
-    def _inner_mouth(landmarks: Tensor, start: int, count: int, camera: Camera) -> Tensor:
-        """``count x H x W`` masks of the inner-lip polygon (iBUG 60-67), dilated by two pixels."""
+    def _inner_mouth(landmarks: Tensor, camera: Camera) -> Tensor:
+        """``B x H x W`` masks of the inner-lip polygon (iBUG 60-67) of ``B x 68 x 3`` landmarks, dilated by two
+        pixels."""
         from skimage.draw import polygon
 
-        uv = camera.expand(count).project(landmarks[start:start + count, 60:68])
+        count = landmarks.shape[0]
+        uv = camera.expand(count).project(landmarks[:, 60:68]).cpu()
         masks = torch.zeros(count, camera.height, camera.width)
         for i, pts in enumerate(uv):
             rr, cc = polygon(pts[:, 1].numpy() - 0.5, pts[:, 0].numpy() - 0.5, (camera.height, camera.width))

@@ -28,31 +28,33 @@ a clip on disk built with other settings raises ``ValueError`` instead of being 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import imageio.v3 as iio
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from exphead.camera import Camera
 from exphead.fitting import FitConfig, FitTargets, fit_subject, load_targets
-from exphead.fitting.fit import read_source_frames
 from exphead.head_model import HeadModel
 from exphead.io_utils import atomic_path
-from exphead.media import VIDEO_SUFFIXES, to_tensor
+from exphead.media import FrameSource, resize_frames, to_tensor
 from exphead.personalized import PersonalizedHead
-from exphead.render import normal_to_image, render_normal_depth
-from exphead.tracking.landmarks import LandmarkDetector
-from exptransfer import ExpressionTransfer, load_transfer, transfer
+from exphead.render import render_normal_images
+from exphead.tracking import LandmarkDetector
+from exptransfer import (
+    ExpressionTransfer,
+    freeze_transfer,
+    load_transfer,
+    temporal_context,
+    transfer,
+    transfer_fingerprint,
+)
 
 from .clips import Clip, read_metadata, write_clip
 from .synthetic import clip_bytes
@@ -64,21 +66,36 @@ Driving = Literal["transfer", "fitted"]
 
 @dataclass
 class ClipBuildConfig:
-    """Settings of :func:`build_clips` (and ``exp-clips``)."""
+    """Settings of the training clips (:func:`build_clips`, ``exp-clips``).
 
-    num_frames: int = 81  # frames per clip, 1 + 4k (Wan's causal VAE)
-    size: int = 512  # clip side in pixels
-    stride: int = 1  # use every stride-th source frame (as exp-fit / exp-animate --stride)
-    hop: int | None = None  # frames between clip starts (after striding); None: num_frames (no overlap)
-    max_frames: int | None = None  # read at most this many frames per source (after striding)
+    Attributes:
+        num_frames: frames per clip, 1 + 4k (Wan's causal VAE).
+        size: clip side in pixels.
+        stride: use every stride-th source frame.
+        hop: frames between clip starts (after striding); none: num_frames (no overlap).
+        max_frames: read at most this many frames per source (after striding).
+        driving: N^D from the frozen transfer module (the paper) or from the fitted expression details.
+        reference: I_R is a random frame outside the clip (outside) or the first frame of the video (first).
+        fps: clip frame rate; none: the video's (25 for folders), divided by stride.
+        on_error: a bad source (unreadable, no face, too short) fails the build or is skipped.
+        seed: seed of the reference-frame choice.
+        fit: the head fits (fit.image_size is the fit resolution; fit.stride and fit.max_frames are not used).
+    """
+
+    num_frames: int = 81
+    size: int = 512
+    stride: int = 1
+    hop: int | None = None
+    max_frames: int | None = None
     driving: Driving = "transfer"
-    reference: Literal["outside", "first"] = "outside"  # I_R: random frame outside the clip, or the first frame
-    fps: float | None = None  # clip frame rate; None: the video's (25 for folders), divided by stride
-    on_error: Literal["fail", "skip"] = "fail"  # a bad source (unreadable, no face, too short) raises or is skipped
-    seed: int = 0  # seed of the reference-frame choice
-    # head fitting: fit.image_size is the fit resolution, fit.crop / fit.on_missing_face apply to reading the
-    # sources; fit.stride / fit.max_frames are not used (stride / max_frames above are)
-    fit: FitConfig = field(default_factory=FitConfig)
+    reference: Literal["outside", "first"] = "outside"
+    fps: float | None = None
+    on_error: Literal["fail", "skip"] = "fail"
+    seed: int = 0
+    fit: FitConfig = field(default_factory=lambda: FitConfig(show_progress=False))
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         """Raise ``ValueError`` on impossible settings."""
@@ -102,52 +119,6 @@ class ClipBuildReport:
     @property
     def clips(self) -> list[Path]:
         return sorted(self.written + self.existing)
-
-
-def freeze_transfer(module: ExpressionTransfer) -> ExpressionTransfer:
-    """Put the transfer module in eval mode with ``requires_grad = False`` (in place), as during generator training."""
-    module.eval()
-    module.requires_grad_(False)
-    return module
-
-
-def load_frozen_transfer(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ExpressionTransfer:
-    """:func:`exptransfer.load_transfer` (a ``TransferModule`` ``.ckpt`` or a ``save_pretrained`` folder), frozen."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"transfer module not found: {path} (a TransferModule .ckpt or an "
-                                "ExpressionTransfer.save_pretrained folder; or use driving='fitted')")
-    return freeze_transfer(load_transfer(path, map_location))
-
-
-def transfer_fingerprint(module: ExpressionTransfer) -> str:
-    """SHA-256 (16 hex digits) of the module's config and weights: clips record which weights drove them."""
-    digest = hashlib.sha256(json.dumps(module.config, sort_keys=True).encode())
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def temporal_context(module: ExpressionTransfer) -> int:
-    """Frames each side that one code q_i of the encoder E sees (its temporal receptive field)."""
-    return sum(block.kernel // 2 for block in module.encoder.blocks)
-
-
-@torch.no_grad()
-def render_normal_images(vertices: Tensor, faces: Tensor, camera: Camera, chunk: int = 8) -> Tensor:
-    """``F x N x 3`` world vertices seen by ``camera`` (batch 1) -> ``F x 3 x H x W`` normal images in [0, 1]
-    (camera-space ``(n + 1) / 2``, 0 on the background), rendered ``chunk`` frames at a time."""
-    return torch.cat([normal_to_image(render_normal_depth(v, faces, camera.expand(v.shape[0])).normal)
-                      for v in vertices.split(chunk)])
-
-
-@torch.no_grad()
-def reference_vertices(head: PersonalizedHead, frame: int) -> Tensor:
-    """``1 x N_s x 3``: V_neutral (ψ = 0, ω = 0, with Δg, no Δf) posed by LBS with frame ``frame``'s pose."""
-    rest = head.params.map(lambda v: v[frame:frame + 1].clone())
-    rest.expression.zero_()
-    rest.jaw_pose.zero_()
-    return head.model(rest, head.delta_g).vertices
 
 
 @torch.no_grad()
@@ -174,20 +145,10 @@ def subject_name(source: str | os.PathLike) -> str:
     return path.stem if path.is_file() else path.name
 
 
-def _source_fps(source: str | os.PathLike, cfg: ClipBuildConfig) -> float:
-    fps = cfg.fps
-    if fps is None:
-        fps = 25.0
-        if Path(source).is_file() and Path(source).suffix.lower() in VIDEO_SUFFIXES:
-            fps = float(iio.immeta(source).get("fps") or fps)
-        fps /= cfg.stride
-    return fps
-
-
 def _targets(source: str | os.PathLike, size: int, cfg: ClipBuildConfig,
              detector: LandmarkDetector | None) -> FitTargets:
-    return load_targets(source, image_size=size, detector=detector, crop=cfg.fit.crop,
-                        on_missing=cfg.fit.on_missing_face, max_frames=cfg.max_frames, stride=cfg.stride)
+    fit = replace(cfg.fit, image_size=size, max_frames=cfg.max_frames, stride=cfg.stride)
+    return load_targets(source, fit, detector=detector)
 
 
 def _clip_frames(source: str | os.PathLike, targets: FitTargets | None, cfg: ClipBuildConfig,
@@ -195,7 +156,7 @@ def _clip_frames(source: str | os.PathLike, targets: FitTargets | None, cfg: Cli
     """``F x 3 x size x size`` frames in [0, 1] and the ``F`` face-found flags, cropped like the fit's frames."""
     if targets is not None and targets.crop_box is not None and (targets.height, targets.width) != (cfg.size,) * 2:
         # the fit's crop box at the clip size: no second face detection
-        frames = read_source_frames(source, cfg.stride, cfg.max_frames)
+        frames = FrameSource(source, cfg.stride, cfg.max_frames).read()
         return to_tensor(targets.crop_box.apply(frames, cfg.size)), targets.valid
     if targets is None or (targets.height, targets.width) != (cfg.size, cfg.size):
         targets = _targets(source, cfg.size, cfg, detector)  # same crop box (found on the full frames), new size
@@ -204,8 +165,7 @@ def _clip_frames(source: str | os.PathLike, targets: FitTargets | None, cfg: Cli
         if targets.height != targets.width:
             raise ValueError(f"{source}: uncropped frames are {targets.height}x{targets.width}; clips are square "
                              "(crop the frames to a square first)")
-        frames = F.interpolate(frames, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False,
-                               antialias=True).clamp(0, 1)
+        frames = resize_frames(frames, cfg.size).clamp(0, 1)
     return frames, targets.valid
 
 
@@ -251,7 +211,7 @@ class _Builder:
                  module: ExpressionTransfer | None, detector: LandmarkDetector | None) -> None:
         self.out, self.heads, self.cfg, self.model = out, heads, cfg, model
         self.module, self.detector = module, detector
-        self._models: dict[tuple, HeadModel] = {}
+        self._models: dict[str, HeadModel] = {}
         build = {k: v for k, v in asdict(cfg).items() if k in ("num_frames", "size", "stride", "hop", "max_frames",
                                                                 "driving", "reference", "seed")}
         build["transfer"] = transfer_fingerprint(module) if module is not None else None
@@ -262,12 +222,13 @@ class _Builder:
         Built once per kind and shared between heads."""
         if self.model is not None:
             return self.model
-        key: tuple = ()
+        config = {}  # HeadModel()'s defaults
         if head_dir is not None:
-            c = json.loads((head_dir / "head.json").read_text())
-            key = (c["model_path"], c["level"], c["num_betas"], c["num_expression"])
+            config = {k: v for k, v in PersonalizedHead.read_config(head_dir).items()
+                      if k in ("model_path", "level", "num_betas", "num_expression")}
+        key = json.dumps(config, sort_keys=True)
         if key not in self._models:
-            self._models[key] = HeadModel(*key)
+            self._models[key] = HeadModel.from_config(config)
         return self._models[key]
 
     def manifest(self, name: str) -> Path:
@@ -308,7 +269,8 @@ class _Builder:
               valid: Tensor, report: ClipBuildReport) -> list[Path]:
         cfg, n = self.cfg, self.cfg.num_frames
         camera = head.camera.scaled(cfg.size, cfg.size)
-        fps, hop, total = _source_fps(source, cfg), cfg.hop or n, frames.shape[0]
+        fps = cfg.fps or FrameSource(source, cfg.stride).fps
+        hop, total = cfg.hop or n, frames.shape[0]
         starts = list(range(0, total - n + 1, hop))
         if starts[-1] + n < total:
             logger.info("%s: the last %d frame(s) do not fill a clip and are left out", name, total - starts[-1] - n)
@@ -328,7 +290,7 @@ class _Builder:
             clip = Clip(clip_bytes(frames[start:start + n]),
                         clip_bytes(render_normal_images(drv, head.model.faces, camera)),
                         clip_bytes(frames[ref:ref + 1])[0],
-                        clip_bytes(render_normal_images(reference_vertices(head, ref), head.model.faces, camera))[0],
+                        clip_bytes(render_normal_images(head.posed_neutral(ref), head.model.faces, camera))[0],
                         name, fps, extra={"source": str(source), "head": str(self.heads / name), "start": start,
                                           "reference_frame": ref, "reference_outside_clip": outside,
                                           "build": self.settings})
@@ -374,8 +336,8 @@ def build_clips(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLike
         if transfer_module is None:
             raise ValueError("driving='transfer' needs the trained transfer module (transfer_module= / --transfer "
                              "CKPT); use driving='fitted' to drive with the fitted Δf(i)")
-        module = (freeze_transfer(transfer_module) if isinstance(transfer_module, ExpressionTransfer)
-                  else load_frozen_transfer(transfer_module))
+        module = freeze_transfer(transfer_module if isinstance(transfer_module, ExpressionTransfer)
+                                 else load_transfer(transfer_module))
     out = Path(out_dir)
     heads = Path(heads_dir) if heads_dir is not None else out / "heads"
     builder = _Builder(out, heads, cfg, model, module, detector)
@@ -391,7 +353,7 @@ def build_clips(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLike
             head, frames, valid = builder.load(source, name)
         except ValueError as err:  # MediaError, NoFaceError and short sources are ValueErrors
             if cfg.on_error == "fail":
-                raise ValueError(f"cannot build clips from {source}: {err} (on_error='skip' / --skip-bad skips "
+                raise ValueError(f"cannot build clips from {source}: {err} (on_error='skip' / --on_error skip skips "
                                  "bad sources)") from err
             logger.warning("[%d/%d] %s skipped: %s", k, len(names), source, err)
             report.failed[str(source)] = str(err)

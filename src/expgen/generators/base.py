@@ -1,0 +1,73 @@
+"""The one interface of the video generators: reference image + condition maps + meshes in, frames out.
+
+The geometric generator (weights-free re-rendering) and the diffusion generator (the Wan DiT of Sec. 3.3)
+both take :class:`GeneratorInputs` and return :class:`GeneratorOutput`, so the animator and the benchmark
+swap them by configuration. A generator loads its weights once, when it is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from exphead.camera import Camera
+
+
+@dataclass
+class GeneratorInputs:
+    """What a generator is given for ``F`` frames of ``S x S`` pixels (world frame of :mod:`exphead.camera`).
+
+    Attributes:
+        reference: ``3 x S x S`` reference image I_R in [0, 1].
+        reference_normal: ``3 x S x S`` reference normal image N^R (``(n + 1) / 2``, 0 on the background).
+        reference_vertices: ``N_s x 3`` the fitted reference mesh, posed as in I_R.
+        driving_vertices: ``F x N_s x 3`` the reference identity driven by each frame (transferred, posed).
+        driving_landmarks: ``F x 68 x 3`` their iBUG-68 landmarks.
+        faces: ``M x 3`` dense faces.
+        camera: the reference camera at ``S x S`` (batch 1).
+        head_weight: ``N_s`` per-vertex weight of the rigid head (None: not used).
+    """
+
+    reference: Tensor
+    reference_normal: Tensor
+    reference_vertices: Tensor
+    driving_vertices: Tensor
+    driving_landmarks: Tensor
+    faces: Tensor
+    camera: Camera
+    head_weight: Tensor | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return self.driving_vertices.shape[0]
+
+    def to(self, device: torch.device | str) -> GeneratorInputs:
+        """The inputs on ``device``."""
+        return GeneratorInputs(self.reference.to(device), self.reference_normal.to(device),
+                               self.reference_vertices.to(device), self.driving_vertices.to(device),
+                               self.driving_landmarks.to(device), self.faces.to(device), self.camera.to(device),
+                               None if self.head_weight is None else self.head_weight.to(device))
+
+
+@dataclass
+class GeneratorOutput:
+    """``frames``: ``F x 3 x S x S`` in [0, 1]; ``driving_normals``: the ``F x 3 x S x S`` N^D images the frames
+    follow (rendered by the generator). Both on the CPU."""
+
+    frames: Tensor
+    driving_normals: Tensor
+
+
+class Generator(Protocol):
+    """A video generator (see the module docstring)."""
+
+    name: str
+
+    def describe(self) -> dict:
+        """What runs (JSON-ready): the generator, its weights and their fingerprint, device, precision."""
+        ...
+
+    def __call__(self, inputs: GeneratorInputs, progress: bool = False) -> GeneratorOutput: ...

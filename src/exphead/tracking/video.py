@@ -1,0 +1,158 @@
+"""The one tracking entry of the library: frames -> face crop -> landmarks -> SMPL-X parameters.
+
+:class:`VideoTracker` holds the detector, the head model and a :class:`TrackerConfig`; the reference fit
+(:func:`exphead.fitting.load_targets`), the driving video of ``exp-animate``, the clip builder and the
+AED / APD motion extractor all run it, so a setting means the same everywhere:
+
+1. :meth:`VideoTracker.locate` — one square crop box for the whole clip (:class:`CropBox`), from the
+   landmarks of up to ``sample`` evenly spaced frames;
+2. :meth:`VideoTracker.detect` — the frames cropped to ``size x size`` and their 68 landmarks
+   (:class:`FaceTrack`);
+3. :meth:`VideoTracker.fit` — SMPL-X parameters of every frame (:func:`track_landmarks`);
+
+:meth:`VideoTracker.track` runs all three.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from exphead.head_model import HeadModel
+
+from .crop import CropBox, face_crop_box
+from .landmarks import LandmarkDetector, NoFaceError, detect_landmarks
+from .tracker import TrackerConfig, TrackingResult, track_landmarks
+
+OnMissing = Literal["skip", "fail"]
+
+
+@dataclass
+class FaceTrack:
+    """Frames cropped around the face and their landmarks.
+
+    Attributes:
+        frames: ``F x S x S x 3`` uint8 crops (or the frames themselves when not cropped: ``F x H x W x 3``).
+        landmarks: ``F x 68 x 2`` pixels in ``frames`` (NaN where no face was found).
+        valid: ``F`` bool, a face was found.
+        box: the crop box in the source frames (None: not cropped).
+    """
+
+    frames: np.ndarray
+    landmarks: np.ndarray
+    valid: np.ndarray
+    box: CropBox | None = None
+
+    @property
+    def height(self) -> int:
+        return self.frames.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.frames.shape[2]
+
+
+@dataclass
+class TrackedVideo:
+    """What :meth:`VideoTracker.track` found: the face track and the SMPL-X tracking of its frames."""
+
+    face: FaceTrack
+    result: TrackingResult
+
+    @property
+    def box(self) -> CropBox | None:
+        return self.face.box
+
+
+@dataclass
+class VideoTracker:
+    """Detect, crop and track faces with one detector, head model and :class:`TrackerConfig`.
+
+    Args:
+        config: the SMPL-X tracker's settings.
+        size: side of the square crops landmarks are detected and tracked at.
+        detector: 68-point landmark detector (default: :class:`~exphead.tracking.faces.DlibFaceDetector`,
+            built on first use).
+        model: the head model fitted (default: ``HeadModel()``, built on first use).
+        sample: frames used to find the crop box (evenly spaced; cheap for long videos).
+    """
+
+    config: TrackerConfig = field(default_factory=TrackerConfig)
+    size: int = 256
+    detector: LandmarkDetector | None = None
+    model: HeadModel | None = None
+    sample: int = 8
+
+    def __post_init__(self) -> None:
+        if self.size < 16:
+            raise ValueError(f"tracking size must be >= 16 pixels, got {self.size}")
+
+    def landmark_detector(self) -> LandmarkDetector:
+        """The detector (built on first use)."""
+        if self.detector is None:
+            from .faces import DlibFaceDetector
+
+            self.detector = DlibFaceDetector()
+        return self.detector
+
+    def head_model(self) -> HeadModel:
+        """The head model (built on first use)."""
+        if self.model is None:
+            self.model = HeadModel()
+        return self.model
+
+    def locate(self, frames: np.ndarray, on_missing: OnMissing = "skip", source: str = "input") -> CropBox:
+        """One crop box for ``F x H x W x 3`` uint8 frames, from up to ``sample`` evenly spaced frames.
+
+        Raises:
+            NoFaceError: no face in the sampled frames (or in one of them, with ``on_missing="fail"``).
+        """
+        idx = np.unique(np.linspace(0, len(frames) - 1, min(self.sample, len(frames))).round().astype(int))
+        lm, valid = detect_landmarks(frames[idx], self.landmark_detector(), "skip", source)
+        if on_missing == "fail" and not valid.all():
+            raise NoFaceError(f"{source}: no face found in frame {idx[~valid][0]}")
+        return face_crop_box(lm, valid, frames.shape[1], frames.shape[2])
+
+    def detect(self, frames: np.ndarray, crop: bool = True, box: CropBox | None = None,
+               on_missing: OnMissing = "skip", source: str = "input") -> FaceTrack:
+        """Crop ``F x H x W x 3`` uint8 frames (with ``box``, else :meth:`locate`'s) to ``size`` and detect
+        their landmarks; ``crop=False`` keeps the frames as they are (already aligned crops)."""
+        if crop:
+            box = box or self.locate(frames, on_missing, source)
+            frames = box.apply(frames, self.size)
+        landmarks, valid = detect_landmarks(frames, self.landmark_detector(), on_missing, source)
+        return FaceTrack(frames, landmarks, valid, box if crop else None)
+
+    def fit(self, landmarks: np.ndarray | Tensor, valid: np.ndarray | Tensor, height: int, width: int
+            ) -> TrackingResult:
+        """SMPL-X parameters of ``F`` frames of ``height x width`` pixels from their ``F x 68 x 2`` landmarks
+        (frames not ``valid`` are filled in by the temporal smoothness)."""
+        with torch.enable_grad():
+            return track_landmarks(self.head_model(), torch.as_tensor(landmarks), height, width, self.config,
+                                   torch.as_tensor(valid))
+
+    def track(self, frames: np.ndarray, crop: bool = True, box: CropBox | None = None,
+              on_missing: OnMissing = "skip", source: str = "input") -> TrackedVideo:
+        """:meth:`detect` then :meth:`fit`."""
+        face = self.detect(frames, crop, box, on_missing, source)
+        return TrackedVideo(face, self.fit(face.landmarks, face.valid, face.height, face.width))
+
+
+def track(source: str | os.PathLike | np.ndarray, config: TrackerConfig | None = None, size: int = 256,
+          stride: int = 1, max_frames: int | None = None, detector: LandmarkDetector | None = None,
+          model: HeadModel | None = None) -> TrackedVideo:
+    """Track a video, a frame folder, an image (paths are read by :class:`~exphead.media.FrameSource`) or
+    ``F x H x W x 3`` uint8 frames with a :class:`VideoTracker`."""
+    from exphead.media import FrameSource
+
+    frames = source if isinstance(source, np.ndarray) else FrameSource(source, stride, max_frames).read()
+    tracker = VideoTracker(config or TrackerConfig(), size, detector, model)
+    return tracker.track(frames, source=str(source) if not isinstance(source, np.ndarray) else "frames")
+
+
+__all__ = ["FaceTrack", "TrackedVideo", "VideoTracker", "track"]
