@@ -2,20 +2,23 @@
 
 :class:`Animator` loads the detector, the head model, the transfer network and the generator once, then
 animates any number of (reference, driving) pairs; ``exp-animate``, ``exp-bench``'s "ours" and the app are
-thin shells around it with one :class:`AnimateConfig`. One call runs:
+thin shells around it with one :class:`AnimateConfig`. One job:
 
-1. fit the reference identity's personalized head from the single reference image (exphead);
-2. track the driving video (exphead's :class:`~exphead.tracking.VideoTracker`);
-3. transfer the driving expression onto the reference identity (exptransfer) and pose it;
-4. render the reference normal map N^R;
-5. generate the frames (``geometric`` re-rendering, or the ``diffusion`` DiT with weights), which also
-   renders the driving normal maps N^D.
+1. :meth:`Animator.prepare` — the driving video's crop box (the subject followed across sampled frames) and
+   the reference identity's personalized head fitted from the single reference image (exphead), N^R;
+2. :meth:`Animator.chunks` — the driving video in chunks of ``config.chunk`` frames, from decoding to generated
+   frames: track (the tracker's smoothness carried across chunk borders), transfer the expression onto the
+   reference identity (exptransfer) and pose it, generate (``geometric`` re-rendering or the ``diffusion`` DiT),
+   so memory does not grow with the number of frames;
+3. :meth:`Animator.animate` collects the chunks (short videos, tests, the benchmark);
+   :func:`expgen.outputs.animate_to_file` streams them to disk, resumably.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -23,13 +26,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from exphead.camera import Camera
 from exphead.fitting import FitConfig, FitTargets, fit_subject
-from exphead.head_model import HeadModel
+from exphead.head_model import HeadModel, HeadParams
 from exphead.media import FrameSource, MediaError, read_image, to_tensor
 from exphead.personalized import PersonalizedHead
 from exphead.render import render_normal_images
 from exphead.tracking import CropBox, LandmarkDetector, TrackerConfig, TrackingResult, VideoTracker
-from exptransfer import driving_params, freeze_transfer, load_transfer, transfer, transfer_fingerprint
+from exptransfer import driving_params, freeze_transfer, load_transfer, temporal_context, transfer, transfer_fingerprint
 
 from .generators import GeneratorInputs, GeneratorName, make_generator
 
@@ -48,14 +52,17 @@ class AnimateConfig:
         max_frames: use at most this many driving frames.
         mode: cross (a portrait driven by another person) or self (the reference is a frame of the driving video).
         reference_frame: self mode: the driving frame used as the reference.
+        face_index: which face is the subject when several are seen (0: the largest), then followed frame to frame.
         generator: auto = diffusion when generator_weights is given, else geometric.
         generator_weights: diffusion weights folder (written by DiffusionModule.save_pretrained).
         transfer_weights: expression transfer module (exptransfer folder or .ckpt); none: SMPL-X expression only.
         diffusion_window: frames generated per DiT call (1 + 4k).
         fit_steps: detail steps of the single-image reference fit.
         tracker: the SMPL-X tracker of the reference and the driving video.
+        chunk: driving frames processed at once, from decoding to writing (memory does not grow with the video).
+        overlap: tracked frames of the previous chunk that the next chunk's smoothness runs across.
         smplx: SMPLX_NEUTRAL.npz (default $SMPLX_MODEL_PATH, else the embedded procedural head model).
-        device: where the generator runs (cpu, cuda).
+        device: where the job runs (cpu, cuda): tracker, renderer and generator; frames come back to the CPU.
         dtype: precision of the diffusion generator's weights and activations (bfloat16 on a GPU).
         seed: seed of the diffusion generator's sampling noise.
         show_progress: one progress bar per stage.
@@ -67,12 +74,15 @@ class AnimateConfig:
     max_frames: int | None = None
     mode: Mode = "cross"
     reference_frame: int = 0
+    face_index: int = 0
     generator: GeneratorName = "auto"
     generator_weights: str | None = None
     transfer_weights: str | None = None
     diffusion_window: int = 17
     fit_steps: int = 60
     tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(steps=200))
+    chunk: int = 128
+    overlap: int = 8
     smplx: str | None = None
     device: str = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -82,7 +92,8 @@ class AnimateConfig:
     def __post_init__(self) -> None:
         problems = [f"{name} must be >= {low}, got {value}" for name, value, low in (
             ("size", self.size, 16), ("fit_size", self.fit_size, 16), ("stride", self.stride, 1),
-            ("reference_frame", self.reference_frame, 0), ("fit_steps", self.fit_steps, 0))
+            ("reference_frame", self.reference_frame, 0), ("fit_steps", self.fit_steps, 0),
+            ("face_index", self.face_index, 0), ("chunk", self.chunk, 2), ("overlap", self.overlap, 0))
             if value < low]
         if self.max_frames is not None and self.max_frames < 2:
             problems.append(f"max_frames must be >= 2, got {self.max_frames}")
@@ -93,15 +104,93 @@ class AnimateConfig:
 
 
 @dataclass
-class AnimateResult:
-    """Everything one call produced (frames ``F x 3 x S x S`` in [0, 1], on the CPU).
+class Plan:
+    """A prepared job: the driving source, its crop box, and the fitted reference (output size ``S``).
 
     Attributes:
-        frames: the generated frames.
-        driving: the driving frames cropped like the output (``driving_box``).
+        frames: the driving frames (a :class:`FrameSource`, or an ``F x H x W x 3`` uint8 array).
+        num_frames, fps: driving frames used (after stride and max_frames) and their rate.
+        driving_box, reference_box: the square crops in the driving frames and the reference image.
+        head: the reference identity's personalized head; camera: its camera at ``S x S``.
+        reference: ``3 x S x S`` reference crop; reference_normal: ``3 x S x S`` N^R; mode: cross or self.
+    """
+
+    frames: FrameSource | np.ndarray
+    num_frames: int
+    fps: float
+    name: str
+    driving_box: CropBox
+    reference_box: CropBox
+    head: PersonalizedHead
+    camera: Camera
+    reference: Tensor
+    reference_normal: Tensor
+    mode: Mode
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def frame_chunks(self, size: int, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first index, F' x H x W x 3 uint8)`` chunks of the driving frames from ``start``."""
+        if isinstance(self.frames, np.ndarray):
+            for s in range(start, self.num_frames, size):
+                yield s, self.frames[s:s + size]
+            return
+        index, buffer = 0, []
+        for frame in self.frames:
+            if index >= start:
+                buffer.append(frame)
+                if len(buffer) == size:
+                    yield index + 1 - size, np.stack(buffer)
+                    buffer = []
+            index += 1
+        if buffer:
+            yield index - len(buffer), np.stack(buffer)
+
+
+@dataclass
+class Chunk:
+    """Consecutive generated frames ``start .. start + F' - 1`` (all ``F' x 3 x S x S`` on the CPU)."""
+
+    start: int
+    frames: Tensor
+    driving: Tensor
+    driving_normals: Tensor
+    params: HeadParams
+
+
+@dataclass
+class StreamState:
+    """What carries from one chunk to the next.
+
+    Attributes:
+        next_frame: the next driving frame to read.
+        origin: the driver's tracked parameters of frame 0 (cross-reenactment applies motion relative to it).
+        track_tail: tracked parameters of the last frames tracked (the next chunk's tracking prefix).
+        emit_tail: tracked parameters of the last frames generated (the transfer module's left context).
+        pending_params, pending_crops: frames tracked but not generated yet (the transfer module's right
+            context was not tracked yet), with their output-size crops.
+    """
+
+    next_frame: int = 0
+    origin: HeadParams | None = None
+    track_tail: HeadParams | None = None
+    emit_tail: HeadParams | None = None
+    pending_params: HeadParams | None = None
+    pending_crops: np.ndarray | None = None
+
+    @staticmethod
+    def resume(next_frame: int, origin: HeadParams, tail: HeadParams) -> StreamState:
+        """The state after ``next_frame`` frames were generated, from the origin and their last parameters."""
+        return StreamState(next_frame, origin, tail, tail)
+
+
+@dataclass
+class AnimateResult:
+    """Everything one call of :meth:`Animator.animate` produced (frames ``F x 3 x S x S`` in [0, 1], CPU).
+
+    Attributes:
+        frames: the generated frames; driving: the driving frames cropped like the output (``driving_box``).
         reference: ``3 x S x S`` the reference crop (``reference_box``).
         driving_normals: ``F x 3 x S x S`` the N^D images the frames follow; reference_normal: ``3 x S x S`` N^R.
-        reference_box, driving_box: the square crops in the reference image and in the driving frames.
         components: what ran (head model, reference map source, transfer module, generator), JSON-ready.
     """
 
@@ -115,10 +204,21 @@ class AnimateResult:
     timings: dict[str, float]
     fps: float
     reference_head: PersonalizedHead
-    driving_tracking: TrackingResult
+    driving_params: HeadParams
     reference_box: CropBox
     driving_box: CropBox
     components: dict = field(default_factory=dict)
+
+
+def _cat_params(parts: list[HeadParams | None]) -> HeadParams | None:
+    parts = [p for p in parts if p is not None and p.batch_size]
+    if not parts:
+        return None
+    return HeadParams(**{k: torch.cat([getattr(p, k) for p in parts]) for k in parts[0].to_dict()})
+
+
+def _slice(params: HeadParams | None, sl: slice) -> HeadParams | None:
+    return None if params is None else params.map(lambda v: v[sl])
 
 
 class Animator:
@@ -126,7 +226,7 @@ class Animator:
 
     Args:
         config: the job's settings.
-        model: the dense head model (default: built from ``config.smplx``).
+        model: the dense head model (default: built from ``config.smplx``); moved to ``config.device``.
         detector: the 68-point landmark detector (default: dlib's).
 
     Raises:
@@ -139,17 +239,18 @@ class Animator:
         self.config = cfg = config or AnimateConfig()
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {cfg.device!r} asked, but torch sees no CUDA device (use --device cpu)")
-        self.model = model or HeadModel(cfg.smplx)
+        self.model = (model or HeadModel(cfg.smplx)).to(cfg.device)
         if detector is None:
             from exphead.tracking import DlibFaceDetector
 
             detector = DlibFaceDetector()
         tracker = replace(cfg.tracker, show_progress=cfg.show_progress)
-        self.tracker = VideoTracker(tracker, cfg.fit_size, detector, self.model)
-        self.transfer = freeze_transfer(load_transfer(cfg.transfer_weights)) if cfg.transfer_weights else None
+        self.tracker = VideoTracker(tracker, cfg.fit_size, detector, self.model, face_index=cfg.face_index)
+        self.transfer = None
+        if cfg.transfer_weights:
+            self.transfer = freeze_transfer(load_transfer(cfg.transfer_weights)).to(cfg.device)
         self.generator, self.generator_reason = make_generator(cfg.generator, cfg.generator_weights, cfg.device,
                                                                cfg.dtype, cfg.diffusion_window, cfg.seed)
-        logger.info("generator: %s (%s)", self.generator.name, self.generator_reason)
 
     def components(self, head: PersonalizedHead | None = None) -> dict:
         """What runs, for logs, previews and reports (JSON-ready)."""
@@ -158,7 +259,8 @@ class Animator:
         transfer_part = ({"weights": self.config.transfer_weights, "fingerprint": transfer_fingerprint(self.transfer)}
                          if self.transfer is not None else "none (SMPL-X expression only, no expression details)")
         out = {"head_model": model, "transfer": transfer_part, "generator": self.generator.describe(),
-               "tracker_steps": self.config.tracker.steps, "fit_steps": self.config.fit_steps}
+               "generator_reason": self.generator_reason, "tracker_steps": self.config.tracker.steps,
+               "fit_steps": self.config.fit_steps}
         if head is not None:
             out["reference_maps"] = head.meta.get("map_source", "landmarks only")
         return out
@@ -170,29 +272,38 @@ class Animator:
         targets = FitTargets(torch.from_numpy(face.landmarks), torch.from_numpy(face.valid), face.height, face.width,
                              frames=to_tensor(face.frames), crop_box=face.box)
         fit_cfg = FitConfig(steps=self.config.fit_steps, frames_per_step=1, tracker=self.config.tracker,
-                            show_progress=False)
-        return fit_subject(targets, None, fit_cfg, model=self.model), face.box
+                            show_progress=False, accelerator="gpu" if self.config.device.startswith("cuda") else "cpu")
+        head = fit_subject(targets, None, fit_cfg, model=self.model)
+        return head.to(self.config.device), face.box
 
-    def animate(self, reference: str | np.ndarray | None, driving: str | np.ndarray, driving_fps: float = 25.0,
-                mode: Mode | None = None, reference_frame: int | None = None) -> AnimateResult:
-        """Animate ``reference`` (image path or ``H x W x 3`` uint8) with ``driving`` (video/folder path or
-        ``F x H x W x 3`` uint8 frames, taken at ``driving_fps``). ``mode`` and ``reference_frame`` override the
-        config's; in ``self`` mode ``reference`` is ignored (driving frame ``reference_frame`` is the reference)."""
+    def prepare(self, reference: str | np.ndarray | None, driving: str | np.ndarray, driving_fps: float = 25.0,
+                mode: Mode | None = None, reference_frame: int | None = None,
+                fitted: tuple[PersonalizedHead, dict] | None = None) -> Plan:
+        """Open the driving video, find its crop box and fit the reference (see :meth:`animate`).
+
+        ``fitted``: the reference head and ``{"reference_box", "driving_box"}`` (``CropBox.to_list``) of an earlier
+        run of the same job, which skip the crop search and the fit (a resumed job).
+        """
         cfg, t = self.config, {}
         mode = mode or cfg.mode
-        ref_index = cfg.reference_frame if reference_frame is None else reference_frame
         clock = time.perf_counter()
         if isinstance(driving, np.ndarray):
             frames, fps, name = driving[::cfg.stride][: cfg.max_frames], driving_fps / cfg.stride, "driving frames"
+            count = len(frames)
         else:
-            src = FrameSource(driving, cfg.stride, cfg.max_frames)
-            frames, fps, name = src.read(), src.fps, f"driving {driving}"
-        if len(frames) < 2:
-            raise MediaError(f"{name}: {len(frames)} frame(s); at least 2 are needed")
+            frames = FrameSource(driving, cfg.stride, cfg.max_frames)
+            fps, name, count = frames.fps, f"driving {driving}", len(frames)
+        if count < 2:
+            raise MediaError(f"{name}: {count} frame(s); at least 2 are needed")
+        sample = np.unique(np.linspace(0, count - 1, min(self.tracker.sample, count)).round().astype(int))
+        if fitted is None:
+            sampled = frames[sample] if isinstance(frames, np.ndarray) else frames.read(sample)
+        ref_index = cfg.reference_frame if reference_frame is None else reference_frame
         if mode == "self":
-            if not 0 <= ref_index < len(frames):
-                raise ValueError(f"reference_frame {ref_index} is not one of the {len(frames)} driving frames")
-            ref_img, ref_name = frames[ref_index], f"{name} (frame {ref_index})"
+            if not 0 <= ref_index < count:
+                raise ValueError(f"reference_frame {ref_index} is not one of the {count} driving frames")
+            ref_img = frames[ref_index] if isinstance(frames, np.ndarray) else frames.read([ref_index])[0]
+            ref_name = f"{name} (frame {ref_index})"
         elif reference is None:
             raise ValueError("cross-reenactment needs a reference image")
         else:
@@ -200,35 +311,91 @@ class Animator:
             ref_name = "reference" if isinstance(reference, np.ndarray) else f"reference {reference}"
         t["read"] = time.perf_counter() - clock
 
-        clock = time.perf_counter()  # 1. the driving crop, and the reference fit
-        drv_box = self.tracker.locate(frames, source=name)
-        ref_head, ref_box = self.fit_reference(ref_img, drv_box if mode == "self" else None, ref_name)
-        t["fit_reference"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()  # 2. driving tracking (all frames at once)
-        tracked = self.tracker.track(frames, box=drv_box, source=name)
-        t["track"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()  # 3. expression transfer and posing
-        driven = transfer(ref_head, driving_params(ref_head, tracked.result.params, mode), self.transfer)
-        with torch.no_grad():
-            ref_vertices = ref_head.frame(0).vertices[0]
-        t["transfer"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()  # 4. N^R: V_neutral seen by the reference camera
-        camera = ref_head.camera.scaled(cfg.size, cfg.size)
-        ref_normal = render_normal_images(ref_head.posed_neutral(0), self.model.faces, camera)[0]
-        t["render"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()  # 5. generation
+        clock = time.perf_counter()
+        if fitted is not None:
+            head, boxes = fitted
+            head = head.to(cfg.device)
+            drv_box, ref_box = CropBox.from_list(boxes["driving_box"]), CropBox.from_list(boxes["reference_box"])
+        else:
+            drv_box = self.tracker.locate(sampled, source=name)
+            head, ref_box = self.fit_reference(ref_img, drv_box if mode == "self" else None, ref_name)
+        camera = head.camera.scaled(cfg.size, cfg.size).to(cfg.device)
         reference_out = to_tensor(ref_box.apply(ref_img[None], cfg.size))[0]
-        inputs = GeneratorInputs(reference_out, ref_normal, ref_vertices, driven.vertices, driven.landmarks,
-                                 self.model.faces, camera, self.model.head_weight())
-        out = self.generator(inputs, progress=cfg.show_progress)
-        t["generate"] = time.perf_counter() - clock
-        return AnimateResult(out.frames, to_tensor(drv_box.apply(frames, cfg.size)), reference_out,
-                             out.driving_normals, ref_normal, self.generator.name, self.generator_reason, t, fps,
-                             ref_head, tracked.result, ref_box, drv_box, self.components(ref_head))
+        with torch.no_grad():
+            ref_normal = render_normal_images(head.posed_neutral(0), self.model.faces, camera)[0].cpu()
+        t["fit_reference"] = time.perf_counter() - clock
+        return Plan(frames, count, fps, name, drv_box, ref_box, head, camera, reference_out, ref_normal, mode, t)
+
+    def _context(self) -> int:
+        return temporal_context(self.transfer) if self.transfer is not None else 0
+
+    def process(self, plan: Plan, start: int, frames: np.ndarray, state: StreamState, last: bool,
+                timings: dict[str, float]) -> Chunk | None:
+        """Track one chunk of driving frames (indices ``start ..``) and generate what can be generated: all but
+        the last frames the transfer module needs as right context, which wait for the next chunk."""
+        cfg = self.config
+        clock = time.perf_counter()
+        face = self.tracker.detect(frames, box=plan.driving_box, source=plan.name)
+        params = self.tracker.fit(face.landmarks, face.valid, face.height, face.width, prefix=state.track_tail).params
+        if state.origin is None:
+            state.origin = _slice(params, slice(0, 1))
+        timings["track"] = timings.get("track", 0.0) + time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        crops = plan.driving_box.apply(frames, cfg.size)
+        held = state.pending_params.batch_size if state.pending_params is not None else 0
+        pending = _cat_params([state.pending_params, params])
+        pending_crops = crops if state.pending_crops is None else np.concatenate([state.pending_crops, crops])
+        ctx = self._context()
+        ready = pending.batch_size if last else max(0, pending.batch_size - ctx)
+        left = _slice(state.emit_tail, slice(-ctx, None)) if ctx else None
+        state.next_frame = start + len(frames)
+        state.track_tail = _slice(_cat_params([state.track_tail, params]), slice(-max(cfg.overlap, 1), None))
+        state.pending_params, state.pending_crops = _slice(pending, slice(ready, None)), pending_crops[ready:]
+        if ready == 0:
+            return None
+        emitted = _slice(pending, slice(0, ready))
+        state.emit_tail = _slice(_cat_params([state.emit_tail, emitted]), slice(-max(cfg.overlap, ctx, 1), None))
+        n_left = left.batch_size if left is not None else 0
+        motion = driving_params(plan.head, _cat_params([left, pending]), plan.mode, origin=state.origin)
+        driven = transfer(plan.head, motion, self.transfer)
+        timings["transfer"] = timings.get("transfer", 0.0) + time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        with torch.no_grad():
+            ref_vertices = plan.head.frame(0).vertices[0]
+        keep = slice(n_left, n_left + ready)
+        inputs = GeneratorInputs(plan.reference, plan.reference_normal, ref_vertices, driven.vertices[keep],
+                                 driven.landmarks[keep], self.model.faces, plan.camera, self.model.head_weight())
+        out = self.generator(inputs.to(cfg.device), progress=False)
+        timings["generate"] = timings.get("generate", 0.0) + time.perf_counter() - clock
+        return Chunk(start - held, out.frames, to_tensor(pending_crops[:ready]), out.driving_normals,
+                     emitted.map(lambda v: v.cpu()))
+
+    def chunks(self, plan: Plan, state: StreamState | None = None, timings: dict[str, float] | None = None
+               ) -> Iterator[Chunk]:
+        """Generated chunks of the whole driving video, in order (from ``state.next_frame`` when resuming)."""
+        state = state or StreamState()
+        timings = plan.timings if timings is None else timings
+        size = self.config.chunk
+        for start, frames in plan.frame_chunks(size, state.next_frame):
+            chunk = self.process(plan, start, frames, state, start + len(frames) >= plan.num_frames, timings)
+            if chunk is not None:
+                yield chunk
+
+    def animate(self, reference: str | np.ndarray | None, driving: str | np.ndarray, driving_fps: float = 25.0,
+                mode: Mode | None = None, reference_frame: int | None = None) -> AnimateResult:
+        """Animate ``reference`` (image path or ``H x W x 3`` uint8) with ``driving`` (video/folder path or
+        ``F x H x W x 3`` uint8 frames, taken at ``driving_fps``), holding every frame in memory (stream long
+        videos with :func:`expgen.outputs.animate_to_file`). ``mode`` and ``reference_frame`` override the
+        config's; in ``self`` mode ``reference`` is ignored (driving frame ``reference_frame`` is the reference)."""
+        plan = self.prepare(reference, driving, driving_fps, mode, reference_frame)
+        chunks = list(self.chunks(plan))
+        cat = lambda key: torch.cat([getattr(c, key) for c in chunks])  # noqa: E731
+        return AnimateResult(cat("frames"), cat("driving"), plan.reference, cat("driving_normals"),
+                             plan.reference_normal, self.generator.name, self.generator_reason, plan.timings,
+                             plan.fps, plan.head, _cat_params([c.params for c in chunks]), plan.reference_box,
+                             plan.driving_box, self.components(plan.head))
 
 
 def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, config: AnimateConfig | None = None,
@@ -238,4 +405,5 @@ def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, confi
     return Animator(config, model, detector).animate(reference, driving, driving_fps)
 
 
-__all__ = ["AnimateConfig", "AnimateResult", "Animator", "animate"]
+__all__ = ["AnimateConfig", "AnimateResult", "Animator", "Chunk", "Plan", "StreamState", "TrackingResult",
+           "animate"]

@@ -65,6 +65,11 @@ class PersonalizedHead:
     def num_frames(self) -> int:
         return self.params.batch_size
 
+    def to(self, device: torch.device | str) -> PersonalizedHead:
+        """The head with its tensors on ``device`` (the head model is shared, not moved)."""
+        return PersonalizedHead(self.model, self.params.map(lambda v: v.to(device)), self.delta_g.to(device),
+                                self.delta_f_face.to(device), self.camera.to(device), self.meta)
+
     @property
     def face_index(self) -> Tensor:
         return torch.nonzero(self.model.face_mask > 0).squeeze(1)
@@ -137,7 +142,7 @@ class PersonalizedHead:
                   "model_fingerprint": model_fingerprint(self.model.model_path), "num_frames": self.num_frames,
                   "image_size": [self.camera.height, self.camera.width], "meta": self.meta}
         with atomic_path(directory / "head.safetensors") as tmp:
-            save_file(tensors, str(tmp))
+            save_file({k: v.cpu() for k, v in tensors.items()}, str(tmp))
         with atomic_path(directory / "head.json") as tmp:
             tmp.write_text(json.dumps(config, indent=2))
         return directory
@@ -175,7 +180,7 @@ class PersonalizedHead:
         cfg = PersonalizedHead.read_config(directory)
         model = model or HeadModel.from_config(cfg)
         t = load_file(str(directory / "head.safetensors"))
-        if not torch.equal(t["face_index"], torch.nonzero(model.face_mask > 0).squeeze(1)):
+        if not torch.equal(t["face_index"], torch.nonzero(model.face_mask > 0).squeeze(1).cpu()):
             raise ValueError(f"{directory}: face region of the saved head does not match the head model")
         h, w = cfg["image_size"]
         return PersonalizedHead(model, HeadParams.from_tensors(t), t["delta_g"], t["delta_f_face"],

@@ -91,24 +91,28 @@ def temporal_context(module: ExpressionTransfer) -> int:
     return sum(block.kernel // 2 for block in module.encoder.blocks)
 
 
-def driving_params(target: PersonalizedHead, driving: HeadParams, mode: Mode = "cross") -> HeadParams:
+def driving_params(target: PersonalizedHead, driving: HeadParams, mode: Mode = "cross",
+                   origin: HeadParams | None = None) -> HeadParams:
     """The driver's ``F`` frames of parameters on the target identity (its β, the driver's ψ_i and ω_i).
 
     ``self``: the driver's absolute pose (same person, same crop). ``cross``: the driver's head rotation
-    relative to its first frame applied on top of the target's (frame 0) pose, and its translation relative
-    to its first frame scaled by the ratio of the two depths.
+    relative to its ``origin`` frame (default: the first of ``driving``; a video driven in chunks passes its
+    frame 0) applied on top of the target's (frame 0) pose, and its translation relative to the origin scaled by
+    the ratio of the two depths.
     """
     n = driving.batch_size
     p = driving.map(lambda v: v.clone())
     p.betas = target.betas.to(p.expression).expand(n, -1).clone()
     if mode == "cross":
         ref = target.params
-        ref_rot = (ref.neck_pose + ref.head_pose)[:1].expand(n, -1)
+        origin = origin if origin is not None else driving.map(lambda v: v[:1])
+        ref_rot = (ref.neck_pose + ref.head_pose)[:1].to(p.expression).expand(n, -1)
         rot = driving.neck_pose + driving.head_pose
-        p.neck_pose, p.head_pose = split_head_rotation(compose_relative(ref_rot, rot, rot[:1].expand(n, -1)))
-        ratio = ref.transl[0, 2] / driving.transl[0, 2]
-        p.transl = ref.transl[:1] + (driving.transl - driving.transl[:1]) * ratio
-        p.global_orient = ref.global_orient[:1].expand(n, -1).clone()
+        rot0 = (origin.neck_pose + origin.head_pose).to(rot).expand(n, -1)
+        p.neck_pose, p.head_pose = split_head_rotation(compose_relative(ref_rot, rot, rot0))
+        ratio = ref.transl[0, 2].to(rot) / origin.transl[0, 2].to(rot)
+        p.transl = ref.transl[:1].to(rot) + (driving.transl - origin.transl[:1].to(rot)) * ratio
+        p.global_orient = ref.global_orient[:1].to(rot).expand(n, -1).clone()
     elif mode != "self":
         raise ValueError(f"mode must be 'cross' or 'self', got {mode!r}")
     return p

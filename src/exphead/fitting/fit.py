@@ -9,12 +9,14 @@ settings it depends on: a folder holding another subject's fit is refitted, neve
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -69,6 +71,22 @@ def _resume_point(ckpt_dir: Path, key: dict) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's banners (accelerator, tips) and its known deprecation notices hidden while a fit runs; the
+    logger level and warning filters are restored afterwards."""
+    log = logging.getLogger("lightning.pytorch")
+    level = log.level
+    log.setLevel(max(level, logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            for pattern in _THIRD_PARTY_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def _checkpoint_step(path: str) -> int:
     """The global step of a Lightning checkpoint, read without unpickling code (``weights_only``)."""
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
@@ -109,13 +127,11 @@ def fit_subject(source: str | os.PathLike | FitTargets, out_dir: str | os.PathLi
             tmp.write_text(json.dumps(key, indent=1))
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
                                                       every_n_train_steps=cfg.checkpoint_every))
-    trainer = pl.Trainer(max_steps=cfg.steps, accelerator=cfg.accelerator, devices=1, logger=False,
-                         callbacks=callbacks, enable_checkpointing=out is not None,
-                         enable_progress_bar=cfg.show_progress, enable_model_summary=False)
-    if cfg.steps > 0:
-        with warnings.catch_warnings():
-            for pattern in _THIRD_PARTY_WARNINGS:
-                warnings.filterwarnings("ignore", message=pattern)
+    with _quiet_lightning():
+        trainer = pl.Trainer(max_steps=cfg.steps, accelerator=cfg.accelerator, devices=1, logger=False,
+                             callbacks=callbacks, enable_checkpointing=out is not None,
+                             enable_progress_bar=cfg.show_progress, enable_model_summary=False)
+        if cfg.steps > 0:
             trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
     head = head_from_module(module, meta={"source": str(source) if not isinstance(source, FitTargets) else "tensors",
                                           "tracking_error_px": float(data.tracking.error_px.nanmean()),
@@ -130,11 +146,11 @@ def fit_subject(source: str | os.PathLike | FitTargets, out_dir: str | os.PathLi
 
 @torch.no_grad()
 def head_from_module(module: HeadFitModule, meta: dict | None = None) -> PersonalizedHead:
-    """Read the fitted variables out of a :class:`HeadFitModule` (moved to the CPU)."""
-    module = module.cpu()
+    """Read the fitted variables out of a :class:`HeadFitModule` (tensors copied to the CPU; the module and its
+    head model stay where they are)."""
     n = module.expression.shape[0]
-    frames = torch.arange(n)
-    params = module.params(frames).map(lambda v: v.detach().clone())
-    delta_f_face = (module.delta_f_mm.weight.detach().view(n, -1, 3) * 1e-3).clone()
-    return PersonalizedHead(module.model, params, (module.delta_g_mm.detach() * 1e-3).clone(), delta_f_face,
-                            module.camera, meta or {})
+    frames = torch.arange(n, device=module.expression.device)
+    params = module.params(frames).map(lambda v: v.detach().cpu().clone())
+    delta_f_face = (module.delta_f_mm.weight.detach().view(n, -1, 3) * 1e-3).cpu().clone()
+    return PersonalizedHead(module.model, params, (module.delta_g_mm.detach() * 1e-3).cpu().clone(), delta_f_face,
+                            module.camera.to("cpu"), meta or {})

@@ -11,6 +11,9 @@ from exphead.media import resize_uint8
 
 from .landmarks import NoFaceError
 
+SCALE = 2.4  # crop side / landmark extent: head and shoulders, like the paper's 512 x 512 portrait crops
+SHIFT_UP = 0.12  # the crop's centre sits this many crop sides above the landmarks' centre (room for the hair)
+
 
 @dataclass
 class CropBox:
@@ -51,8 +54,8 @@ class CropBox:
         return cls(*(int(v) for v in values))
 
 
-def face_crop_box(landmarks: np.ndarray, valid: np.ndarray, height: int, width: int, scale: float = 2.4,
-                  shift_up: float = 0.12) -> CropBox:
+def face_crop_box(landmarks: np.ndarray, valid: np.ndarray, height: int, width: int, scale: float = SCALE,
+                  shift_up: float = SHIFT_UP) -> CropBox:
     """A square box around the face of a whole clip, from ``F x 68 x 2`` landmarks in ``height x width`` frames.
 
     The box is centred on the median landmark centre (moved up by ``shift_up`` box sides to

@@ -23,12 +23,16 @@ class NoFaceError(ValueError):
 
 
 def detect_landmarks(frames: np.ndarray, detector: LandmarkDetector | None = None,
-                     on_missing: Literal["skip", "fail"] = "skip", source: str = "input"
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     on_missing: Literal["skip", "fail"] = "skip", source: str = "input",
+                     follow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run a detector over ``F x H x W x 3`` uint8 frames.
 
     Args:
         source: what the frames are, for messages (``"reference me.jpg"``).
+        follow: ``(x, y)`` pixel where the subject's face is expected in the first frame. With a detector that
+            lists every face (``detector.detect(image)``, see :mod:`exphead.tracking.faces`), each frame takes
+            the face nearest the subject's face in the frame before, so a second person never takes over the
+            track; without it (or with a plain callable detector) each frame takes the detector's main face.
 
     Returns:
         ``F x 68 x 2`` pixel landmarks (NaN where missing) and an ``F`` bool validity mask.
@@ -42,8 +46,18 @@ def detect_landmarks(frames: np.ndarray, detector: LandmarkDetector | None = Non
         detector = DlibFaceDetector()
     out = np.full((len(frames), 68, 2), np.nan, dtype=np.float32)
     valid = np.zeros(len(frames), dtype=bool)
+    following = follow is not None and hasattr(detector, "detect")
+    crowded = 0
     for i, frame in enumerate(frames):
-        lm = detector(frame)
+        if following:
+            faces = detector.detect(frame)
+            face = min(faces, key=lambda f: np.linalg.norm(f.center - follow)) if faces else None
+            crowded += face is not None and any(f is not face and f.side > 0.5 * face.side for f in faces)
+            lm = None if face is None else face.landmarks
+            if lm is not None:
+                follow = face.center
+        else:
+            lm = detector(frame)
         if lm is None or not np.isfinite(lm).all():
             if on_missing == "fail":
                 raise NoFaceError(f"{source}: no face found" + (f" in frame {i}" if len(frames) > 1 else ""))
@@ -51,6 +65,9 @@ def detect_landmarks(frames: np.ndarray, detector: LandmarkDetector | None = Non
                            source, i)
             continue
         out[i], valid[i] = lm, True
+    if crowded:
+        logger.warning("%s: another face in %d of %d frame(s): following the subject's face from frame to frame",
+                       source, crowded, len(frames))
     if not valid.any():
         raise NoFaceError(f"{source}: no face found" + (f" in any of the {len(frames)} frames" if len(frames) > 1
                                                         else ""))

@@ -136,60 +136,74 @@ def _initial_translation(model: HeadModel, camera: Camera, lm2d: Tensor, valid: 
 
 
 def track_landmarks(model: HeadModel, landmarks: Tensor | np.ndarray, height: int, width: int,
-                    config: TrackerConfig | None = None, valid: Tensor | np.ndarray | None = None) -> TrackingResult:
+                    config: TrackerConfig | None = None, valid: Tensor | np.ndarray | None = None,
+                    prefix: HeadParams | None = None) -> TrackingResult:
     """Fit SMPL-X parameters to ``F x 68 x 2`` pixel landmarks (iBUG-68 order) of ``H x W`` frames.
 
     Frames marked invalid (or with NaN landmarks) carry no landmark loss; the temporal smoothness
-    term fills in their parameters.
+    term fills in their parameters. ``prefix``: the tracked parameters of the ``K`` frames just before
+    these (a long video tracked in chunks): they are held fixed, the smoothness terms run across them into
+    the new frames, and β is theirs. Runs on the head model's device.
     """
     cfg = config or TrackerConfig()
-    lm2d = torch.as_tensor(np.asarray(landmarks), dtype=torch.float32)
+    device = model.v_template.device
+    lm2d = torch.as_tensor(np.asarray(landmarks), dtype=torch.float32).to(device)
     if lm2d.dim() != 3 or lm2d.shape[1:] != (68, 2):
         raise ValueError(f"landmarks must be F x 68 x 2, got {tuple(lm2d.shape)}")
-    valid = torch.isfinite(lm2d).all(-1).all(-1) if valid is None else torch.as_tensor(np.asarray(valid))
-    valid = valid.bool() & torch.isfinite(lm2d).all(-1).all(-1)
+    finite = torch.isfinite(lm2d).all(-1).all(-1)
+    valid = finite if valid is None else torch.as_tensor(np.asarray(valid)).to(device).bool() & finite
     if not valid.any():
         raise ValueError("no frame has landmarks to track")
     n_frames = lm2d.shape[0]
-    camera = Camera.portrait(1, height, width, fov_deg=cfg.fov_deg, distance=0.0, center=(0.0, 0.0, 0.0))
+    camera = Camera.portrait(1, height, width, fov_deg=cfg.fov_deg, distance=0.0, center=(0.0, 0.0, 0.0),
+                             device=device)
     kb, ke = min(cfg.num_betas, model.num_betas), min(cfg.num_expression, model.num_expression)
+    fixed = _prefix_tensors(prefix, kb, ke, device)
 
     transl = _initial_translation(model, camera, lm2d, valid).clone().requires_grad_(True)
-    rotation = torch.zeros(n_frames, 3, requires_grad=True)
-    betas = torch.zeros(1, kb, requires_grad=True)
-    expression = torch.zeros(n_frames, ke, requires_grad=True)
-    jaw = torch.zeros(n_frames, 3, requires_grad=True)
+    betas = fixed["betas"] if fixed else torch.zeros(1, kb, device=device, requires_grad=True)
+
+    def start(name: str, width: int) -> Tensor:  # zeros, or a chunk's predecessor's last values
+        init = fixed[name][-1:].expand(n_frames, -1) if fixed else torch.zeros(n_frames, width, device=device)
+        return init.clone().requires_grad_(True)
+
+    rotation, expression, jaw = start("rotation", 3), start("expression", ke), start("jaw", 3)
     target = torch.nan_to_num(lm2d)
     scale = (target - target.mean(1, keepdim=True)).norm(dim=-1).mean(1).clamp_min(1.0)  # face size, px
-    weight = torch.ones(68)
+    weight = torch.ones(68, device=device)
     weight[:17] = cfg.contour_weight
     frame_w = valid.float()
 
     def params() -> HeadParams:
-        p = HeadParams.zeros(n_frames, model.num_betas, model.num_expression)
+        p = HeadParams.zeros(n_frames, model.num_betas, model.num_expression, device=device)
         p.betas = torch.cat([betas, betas.new_zeros(1, model.num_betas - kb)], 1).expand(n_frames, -1)
         p.expression = torch.cat([expression, expression.new_zeros(n_frames, model.num_expression - ke)], 1)
         p.neck_pose, p.head_pose = split_head_rotation(rotation)
         p.jaw_pose, p.transl = jaw, transl
         return p
 
+    def with_prefix(name: str, x: Tensor) -> Tensor:
+        return torch.cat([fixed[name], x]) if fixed else x
+
+    def roughness(*pairs: tuple[str, Tensor]) -> Tensor | float:
+        seqs = [with_prefix(name, x) for name, x in pairs]
+        return sum(((x[1:] - x[:-1]) ** 2).sum(-1).mean() for x in seqs) if seqs[0].shape[0] > 1 else 0.0
+
     def loss_fn(full: bool) -> tuple[Tensor, Tensor]:
         p = params()
         uv = camera.expand(n_frames).project(model.posed_landmarks(p))
         err = ((uv - target).norm(dim=-1) / scale[:, None])  # F x 68, relative to face size
         data = (frame_w[:, None] * weight * err**2).sum() / (frame_w.sum() * weight.sum())
-        smooth = sum(((x[1:] - x[:-1]) ** 2).sum(-1).mean() for x in (rotation, transl * 10)) if n_frames > 1 else 0
-        loss = data + cfg.smoothness * smooth
+        loss = data + cfg.smoothness * roughness(("rotation", rotation), ("transl", transl * 10))
         if full:
             loss = loss + cfg.shape_prior * (betas**2).mean() + cfg.expression_prior * (expression**2).sum(-1).mean()
             loss = loss + cfg.jaw_prior * (jaw[:, 1:] ** 2).sum(-1).mean() + 10 * torch.relu(-jaw[:, 0]).pow(2).mean()
-            if n_frames > 1:
-                loss = loss + cfg.smoothness * 0.01 * sum(((x[1:] - x[:-1]) ** 2).sum(-1).mean()
-                                                          for x in (expression, jaw))
+            loss = loss + cfg.smoothness * 0.01 * roughness(("expression", expression), ("jaw", jaw))
         return loss, (uv - target).norm(dim=-1).mean(-1)
 
+    free_betas = [] if fixed else [betas]
     stages = [(False, cfg.rigid_steps, [rotation, transl]),
-              (True, cfg.steps, [rotation, transl, betas, expression, jaw])]
+              (True, cfg.steps, [rotation, transl, *free_betas, expression, jaw])]
     for full, steps, variables in stages:
         opt = torch.optim.Adam(variables, lr=cfg.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=cfg.lr * 0.05)
@@ -200,10 +214,20 @@ def track_landmarks(model: HeadModel, landmarks: Tensor | np.ndarray, height: in
             loss.backward()
             opt.step()
             sched.step()
-            bar.set_postfix(loss=f"{loss.item():.2e}")
+            if cfg.show_progress:
+                bar.set_postfix(loss=f"{loss.item():.2e}")
     with torch.no_grad():
         _, err_px = loss_fn(True)
         err_px = torch.where(valid, err_px, torch.full_like(err_px, float("nan")))
         final = params().map(lambda v: v.detach().clone())
     logger.info("tracked %d frames: mean landmark error %.2f px", n_frames, float(err_px.nanmean()))
     return TrackingResult(final, camera, lm2d, valid, err_px)
+
+
+def _prefix_tensors(prefix: HeadParams | None, kb: int, ke: int, device: torch.device) -> dict[str, Tensor]:
+    """The fixed variables of ``prefix`` frames, in the tracker's parametrisation (empty without a prefix)."""
+    if prefix is None or prefix.batch_size == 0:
+        return {}
+    p = prefix.map(lambda v: v.detach().to(device))
+    return {"betas": p.betas[:1, :kb], "rotation": p.neck_pose + p.head_pose, "transl": p.transl * 10,
+            "expression": p.expression[:, :ke], "jaw": p.jaw_pose}

@@ -15,6 +15,7 @@ AED / APD motion extractor all run it, so a setting means the same everywhere:
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,12 +24,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from exphead.head_model import HeadModel
+from exphead.head_model import HeadModel, HeadParams
 
-from .crop import CropBox, face_crop_box
+from .crop import SHIFT_UP, CropBox, face_crop_box
 from .landmarks import LandmarkDetector, NoFaceError, detect_landmarks
 from .tracker import TrackerConfig, TrackingResult, track_landmarks
 
+logger = logging.getLogger(__name__)
 OnMissing = Literal["skip", "fail"]
 
 
@@ -80,6 +82,8 @@ class VideoTracker:
             built on first use).
         model: the head model fitted (default: ``HeadModel()``, built on first use).
         sample: frames used to find the crop box (evenly spaced; cheap for long videos).
+        face_index: which face is the subject when several are seen: 0 the largest in the first frame with a
+            face, 1 the next largest, ...; the subject is then followed from frame to frame.
     """
 
     config: TrackerConfig = field(default_factory=TrackerConfig)
@@ -87,6 +91,7 @@ class VideoTracker:
     detector: LandmarkDetector | None = None
     model: HeadModel | None = None
     sample: int = 8
+    face_index: int = 0
 
     def __post_init__(self) -> None:
         if self.size < 16:
@@ -113,28 +118,50 @@ class VideoTracker:
             NoFaceError: no face in the sampled frames (or in one of them, with ``on_missing="fail"``).
         """
         idx = np.unique(np.linspace(0, len(frames) - 1, min(self.sample, len(frames))).round().astype(int))
-        lm, valid = detect_landmarks(frames[idx], self.landmark_detector(), "skip", source)
+        detector = self.landmark_detector()
+        follow = self._subject(frames[idx], source) if hasattr(detector, "detect") else None
+        lm, valid = detect_landmarks(frames[idx], detector, "skip", source, follow)
         if on_missing == "fail" and not valid.all():
             raise NoFaceError(f"{source}: no face found in frame {idx[~valid][0]}")
         return face_crop_box(lm, valid, frames.shape[1], frames.shape[2])
 
+    def _subject(self, frames: np.ndarray, source: str) -> np.ndarray | None:
+        """``(x, y)`` centre of the subject's face in the first of ``frames`` that shows a face (None: none)."""
+        for frame in frames:
+            faces = sorted(self.landmark_detector().detect(frame), key=lambda f: -f.side)
+            if not faces:
+                continue
+            if self.face_index >= len(faces):
+                raise NoFaceError(f"{source}: face_index {self.face_index} asked, {len(faces)} face(s) found")
+            if sum(f.side > 0.5 * faces[0].side for f in faces) > 1:
+                logger.warning("%s: %d faces; the subject is face %d (the %s; choose another with face_index)",
+                               source, len(faces), self.face_index, "largest" if self.face_index == 0 else
+                               f"{self.face_index + 1}th largest")
+            return faces[self.face_index].center
+        return None
+
     def detect(self, frames: np.ndarray, crop: bool = True, box: CropBox | None = None,
-               on_missing: OnMissing = "skip", source: str = "input") -> FaceTrack:
+               on_missing: OnMissing = "skip", source: str = "input", follow: np.ndarray | None = None
+               ) -> FaceTrack:
         """Crop ``F x H x W x 3`` uint8 frames (with ``box``, else :meth:`locate`'s) to ``size`` and detect
-        their landmarks; ``crop=False`` keeps the frames as they are (already aligned crops)."""
+        their landmarks, following the subject's face (``follow``: its ``(x, y)`` centre in the first crop;
+        default where :func:`face_crop_box` puts it); ``crop=False`` keeps the frames as they are."""
         if crop:
             box = box or self.locate(frames, on_missing, source)
             frames = box.apply(frames, self.size)
-        landmarks, valid = detect_landmarks(frames, self.landmark_detector(), on_missing, source)
+            if follow is None:
+                follow = np.array([0.5, 0.5 + SHIFT_UP]) * self.size
+        landmarks, valid = detect_landmarks(frames, self.landmark_detector(), on_missing, source, follow)
         return FaceTrack(frames, landmarks, valid, box if crop else None)
 
-    def fit(self, landmarks: np.ndarray | Tensor, valid: np.ndarray | Tensor, height: int, width: int
-            ) -> TrackingResult:
+    def fit(self, landmarks: np.ndarray | Tensor, valid: np.ndarray | Tensor, height: int, width: int,
+            prefix: HeadParams | None = None) -> TrackingResult:
         """SMPL-X parameters of ``F`` frames of ``height x width`` pixels from their ``F x 68 x 2`` landmarks
-        (frames not ``valid`` are filled in by the temporal smoothness)."""
+        (frames not ``valid`` are filled in by the temporal smoothness; ``prefix``: the tracked parameters of the
+        frames just before, for a video tracked in chunks, see :func:`track_landmarks`)."""
         with torch.enable_grad():
             return track_landmarks(self.head_model(), torch.as_tensor(landmarks), height, width, self.config,
-                                   torch.as_tensor(valid))
+                                   torch.as_tensor(valid), prefix)
 
     def track(self, frames: np.ndarray, crop: bool = True, box: CropBox | None = None,
               on_missing: OnMissing = "skip", source: str = "input") -> TrackedVideo:
