@@ -1,4 +1,5 @@
-"""exp-bench end to end on synthetic subjects laid out like RAVDESS and NeRSemble (3 identities, 112 px, 6 frames).
+"""exp-bench end to end on synthetic subjects laid out like RAVDESS and NeRSemble (3 identities, 112 px, 6 frames)
+and on the real "carphone" clip.
 
 Reported numbers are checked against independent computations (scikit-image PSNR / SSIM on frames
 decoded here, a stub motion extractor with a closed form, the subjects' true head pose).
@@ -10,6 +11,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+import torchvision
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from expgen.bench import (
@@ -23,7 +25,7 @@ from expgen.bench import (
     run_benchmark,
 )
 from expgen.bench.cli import main
-from exphead.media import read_frames, read_image, to_uint8, write_image, write_video
+from exphead.media import read_frames, read_image, to_tensor, to_uint8, write_image, write_video
 from exphead.metrics import MotionEstimate
 
 torch.set_num_threads(1)
@@ -77,7 +79,10 @@ def _mtimes(folder) -> dict:
 
 
 def test_self_run_matches_skimage_and_resumes_from_cache(ravdess_root, tmp_path, monkeypatch):
-    monkeypatch.setenv("EXPPORTRAIT_LPIPS_BACKBONE", str(tmp_path / "missing_alexnet.pth"))
+    torch.manual_seed(0)  # a random AlexNet under torchvision's file name: refused by its SHA-256, never scored
+    random_backbone = tmp_path / "alexnet-owt-7be5be79.pth"
+    torch.save(torchvision.models.alexnet().state_dict(), random_backbone)
+    monkeypatch.setenv("EXPPORTRAIT_LPIPS_BACKBONE", str(random_backbone))
     out = tmp_path / "self"
     args = ["run", "--dataset", "ravdess", "--root", str(ravdess_root), "--protocol", "self", *SMALL,
             "--methods", "reference_copy", "driving_copy", "--metrics", "psnr", "ssim", "lpips", "l1", "csim",
@@ -104,9 +109,13 @@ def test_self_run_matches_skimage_and_resumes_from_cache(ravdess_root, tmp_path,
     oracle = rows["driving_copy"]
     assert oracle["psnr"] is None and oracle["l1"] == 0.0 and oracle["ssim"] == pytest.approx(1.0)  # PSNR inf
     assert oracle["csim"] < copy["csim"]  # other frames of the same face
-    assert "missing_alexnet.pth" in copy["unavailable"]["lpips"] and copy["lpips_n"] == 0
+    assert "does not start with 7be5be79" in copy["unavailable"]["lpips"] and copy["lpips_n"] == 0
+    assert copy["lpips"] is None  # NaN in strict JSON
+    record = json.loads(next((out / "results" / "reference_copy").glob("*.json")).read_text())
+    assert "lpips" not in record["metrics"] and record["key"]["scorer"]["lpips"] is None
     md = (out / "report.md").read_text()
-    assert "LPIPS unavailable" in md and "| driving_copy | inf |" in md
+    assert "LPIPS unavailable" in md and "| driving_copy | measured here | inf |" in md
+    assert "CSIM embedder: dlib (not comparable to ArcFace)" in md
     assert (out / "report.csv").read_text().splitlines()[1].startswith("driving_copy,inf,1.0,nan,0.0")
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 6
     assert read_frames(out / "generated" / "reference_copy" / f"{manifest['items'][0]['id']}.mp4")[0].shape == (
@@ -199,7 +208,7 @@ def test_cross_run_with_the_tracker_on_nersemble(nersemble_root, subjects, tmp_p
     out = tmp_path / "cross"
     args = ["run", "--dataset", "nersemble", "--root", str(nersemble_root), "--protocol", "cross", *SMALL,
             "--num_frames", "5", "--num_items", "1", "--seed", "1", "--methods", "reference_copy", "driving_copy",
-            "--motion_steps", "60", "--motion_size", "112", "--out", str(out), *QUIET]
+            "--motion", "tracker", "--motion_steps", "60", "--motion_size", "112", "--out", str(out), *QUIET]
     assert main(args) == 0
     (item,) = Manifest.load(out / "manifest.json").items
     assert item.reference.identity != item.driving.identity
@@ -209,6 +218,9 @@ def test_cross_run_with_the_tracker_on_nersemble(nersemble_root, subjects, tmp_p
     assert rows["reference_copy"]["csim"] == pytest.approx(1.0, abs=1e-4)
     assert rows["driving_copy"]["csim"] < 0.99  # another identity
     assert rows["reference_copy"]["apd"] > 0.02 and rows["reference_copy"]["aed"] > 0
+    assert "the motion extractor TrackerMotionExtractor gives no landmarks" in rows["driving_copy"]["unavailable"][
+        "jitter"]
+    assert "exphead SMPL-X tracker (ExpPortrait's own tracker: favours ours)" in (out / "report.md").read_text()
     # the tracked driving head turns (yaw, the largest motion) follow the subject's true ones
     driver = subjects[["017", "018", "019"].index(item.driving.identity)]
     tracked = torch.tensor(json.loads((out / "cache" / "motion" / f"{item.id}.json").read_text())["head_pose"])
@@ -225,6 +237,10 @@ def test_ours_runs_in_the_benchmark_crop(ravdess_root, tmp_path):
     (record_path,) = (out / "results" / "ours").glob("*.json")
     record = json.loads(record_path.read_text())
     assert "error" not in record and record["num_frames"] == 4 and record["generator"] == "geometric"
+    assert record["components"]["reference_maps"] == "landmarks only"
+    assert record["key"]["method"]["components"]["generator"]["generator"] == "geometric"
+    md = (out / "report.md").read_text()
+    assert "- **ours**: generator geometric (no weights); transfer none" in md and "reference maps" in md
     assert record["metrics"]["csim"] > 0.9  # the reference identity is kept (dlib: same person ~0.93+)
     assert 10 < record["metrics"]["psnr"] < 40
     frames, _ = read_frames(out / "generated" / "ours" / f"{record_path.stem}.mp4")
@@ -247,20 +263,161 @@ def test_prepare_then_score_videos_made_elsewhere(ravdess_root, tmp_path):
     write_video(generated / f"{second.id}.mp4", to_uint8(prepared.driving[:2]))  # too few frames
     out = tmp_path / "scored"
     assert main(["score", "--manifest", str(manifest_path), "--generated", str(generated), "--metrics", "psnr",
-                 "l1", "--out", str(out), *QUIET]) == 0
+                 "l1", "--describe", "copied driving videos", "--out", str(out), *QUIET]) == 0
     (row,) = json.loads((out / "report.json").read_text())["rows"]
     assert row["method"] == "copycat" and (row["items"], row["failed"]) == (1, 2)
     assert 30 < row["psnr"] < 60  # the ground truth after one H.264 round trip
     record = json.loads((out / "results" / "copycat" / f"{second.id}.json").read_text())
     assert "2 frames" in record["error"]
     assert "no generated video" in json.loads((out / "results" / "copycat" / f"{third.id}.json").read_text())["error"]
-    assert "1 of 3 items scored" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "1 of 3 items scored" in md and "- **copycat**: copied driving videos (read from" in md
 
 
-def test_cli_errors_exit_2(tmp_path):
+def test_cli_errors_exit_2(tmp_path, capsys):
     assert main(["run", "--methods", "reference_copy", "--out", str(tmp_path / "x")]) == 2  # no manifest, no dataset
     assert main(["manifest", "--dataset", "ravdess", "--root", str(tmp_path / "none"), "--protocol", "self",
                  "--out", str(tmp_path / "m.json")]) == 2
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert main(["run", "--methods", "liveportrait", "--out", str(tmp_path)]) == 2
+    manifest = tmp_path / "m.json"
+    Manifest("folder", str(tmp_path), "self", 64).save(manifest)
+    capsys.readouterr()
+    for bad, reason in ((["--csim", "arcface"], "--csim arcface needs --arcface_model PATH"),
+                        (["--arcface_model", str(manifest)], "add --csim arcface"),
+                        (["--motion", "openface"], "openface")):
+        assert main(["run", "--manifest", str(manifest), "--methods", "reference_copy", *bad,
+                     "--out", str(tmp_path / "y")]) == 2
+        assert reason in capsys.readouterr().err
+
+
+class _TinyArcFace(torch.nn.Module):
+    """A stand-in ArcFace: 112 x 112 crop -> 2 x 2 average colours -> fixed linear map to 8 values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(12, 8)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.randn(8, 12, generator=torch.Generator().manual_seed(7)))
+            self.linear.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1))
+
+
+def _split_file(path, dataset: str, clips: list[tuple[str, str, str]], stride: int, num_frames: int) -> str:
+    """A test-only split: every clip in self, each clip driving the next one's identity in cross."""
+    ids = [c[0] for c in clips]
+    data = {"format": "exp-bench-split/1", "name": "test", "dataset": dataset, "rule": ["all clips of the tree"],
+            "clips": [{"id": i, "video": v, "identity": who} for i, v, who in clips],
+            "self": {"stride": stride, "num_frames": num_frames, "reference_frame": 0, "items": ids},
+            "cross": {"stride": stride, "num_frames": num_frames, "reference_frame": 0,
+                      "pairs": [{"driving": a, "reference": b} for a, b in zip(ids, ids[1:] + ids[:1])]}}
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_nersemble_split_cross_run_with_arcface_and_the_independent_extractor(nersemble_root, tmp_path):
+    from exphead.metrics.face_embedding import align_arcface
+    from exphead.tracking.faces import main_faces, make_face_detector
+
+    pytest.importorskip("onnxruntime")
+    net = _TinyArcFace().eval()
+    model = tmp_path / "tiny_arcface.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(model), input_names=["input.1"], dynamo=False)
+    sources = {"017": "017/sequences/EMO-1/images/cam_222200037.mp4",
+               "018": "018/sequences/EMO-1/images/cam_222200037.mp4",
+               "019": "019/sequences/EMO-1/timesteps/*/images/cam_222200037.png"}  # v1 frames: a pattern
+    split = _split_file(tmp_path / "split.json", "nersemble", [(f"{p}_EMO-1", v, p) for p, v in sources.items()],
+                        1, 5)
+    out = tmp_path / "cross"
+    args = ["run", "--dataset", "nersemble", "--root", str(nersemble_root), "--protocol", "cross", "--split", split,
+            "--size", "112", "--methods", "reference_copy", "driving_copy", "--metrics", "aed", "apd", "csim",
+            "jitter", "face_missing", "--csim", "arcface", "--arcface_model", str(model), "--out", str(out), *QUIET]
+    assert main(args) == 0
+    manifest = Manifest.load(out / "manifest.json")
+    assert [i.id for i in manifest.items] == ["017_EMO-1__018_EMO-1", "018_EMO-1__019_EMO-1", "019_EMO-1__017_EMO-1"]
+    assert manifest.split.startswith("test: split.json (sha256") and manifest.stride == 1
+    assert all(i.driving.frames == [0, 1, 2, 3, 4] and i.reference.frames == [0] for i in manifest.items)
+    assert all(i.driving.box[2] < 112 for i in manifest.items)  # face crops found on the data, pinned here
+    rows = {r["method"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    copy, oracle = rows["reference_copy"], rows["driving_copy"]
+    assert (oracle["aed"], oracle["apd"], oracle["jitter"], oracle["face_missing"]) == (0.0, 0.0, 1.0, 0.0)
+    assert copy["jitter"] == 0.0 and copy["face_missing"] == 0.0 and copy["aed"] > 0.005 and copy["apd"] > 0.01
+    assert copy["csim"] == pytest.approx(1.0, abs=1e-6) and copy["csim_n"] == 3
+    # CSIM of the driving frames, recomputed here: MTCNN's five points, ArcFace's template, the torch net
+    detector, sims = make_face_detector("mtcnn"), []
+    for item in manifest.items:
+        prepared = prepare_item(manifest, item)
+        images = to_uint8(torch.cat([prepared.reference[None], prepared.driving]))
+        crops = [align_arcface(image, face.five) for image, face in zip(images, main_faces(detector, images))]
+        with torch.no_grad():
+            emb = net((torch.from_numpy(np.stack(crops)).float().permute(0, 3, 1, 2) - 127.5) / 127.5)
+        sims.append(torch.nn.functional.cosine_similarity(emb[1:], emb[:1]).mean().item())
+    assert oracle["csim"] == pytest.approx(np.mean(sims), abs=1e-4) and oracle["csim"] < 0.999
+    md = (out / "report.md").read_text()
+    assert "| Cross AED ↓ | Cross APD ↓ | Cross CSIM ↑ | Cross Jitter ↓ | Cross No-face ↓ |" in md
+    assert "| items averaged (every method scored) |  | 3 | 3 | 3 | 3 | 3 |" in md
+    assert "CSIM embedder: ArcFace (tiny_arcface.onnx, sha256" in md and "mediapipe face mesh" in md
+    assert "| X-NeMo [53] | paper, Table 1" in md and "0.17092 | 0.02101 | 0.72164 | — | — |" in md
+    before = _mtimes(out / "results")
+    assert main(args) == 0 and _mtimes(out / "results") == before  # the pinned manifest and results are reused
+    assert main([a if a != "cross" else "self" for a in args]) == 2  # another protocol on the same folder
+
+
+def test_ravdess_split_self_run_scores_the_split_frames(ravdess_root, tmp_path):
+    clips = [(p.stem, p.relative_to(ravdess_root).as_posix(), p.parent.name)
+             for p in sorted(ravdess_root.rglob("*.mp4"))]
+    split = _split_file(tmp_path / "split.json", "ravdess", clips, 2, 2)
+    out = tmp_path / "self"
+    assert main(["run", "--dataset", "ravdess", "--root", str(ravdess_root), "--protocol", "self", "--split", split,
+                 "--size", "112", "--crop", "full", "--methods", "reference_copy", "--metrics", "psnr", "aed",
+                 "face_missing", "--out", str(out), *QUIET]) == 0
+    manifest = Manifest.load(out / "manifest.json")
+    assert [i.id for i in manifest.items] == [c[0] for c in clips]
+    assert all(i.driving.frames == [2, 4] and i.reference.frames == [0] for i in manifest.items)
+    (row,) = json.loads((out / "report.json").read_text())["rows"]
+    expected = [np.mean([peak_signal_noise_ratio(f, frames[0], data_range=255) for f in frames[[2, 4]]])
+                for frames in (_decoded(ravdess_root / c[1]) for c in clips)]
+    assert row["psnr"] == pytest.approx(np.mean(expected), rel=1e-5) and row["face_missing"] == 0.0
+
+
+def _warped(frames: torch.Tensor, sigma_px: float, seed: int = 0) -> torch.Tensor:
+    """Each frame bent by its own smooth random warp (3 x 3 control offsets of ``sigma_px``): the faces' shapes
+    flicker as a generator's do, which no similarity transform can undo."""
+    gen = torch.Generator().manual_seed(seed)
+    n, _, h, w = frames.shape
+    grid = torch.nn.functional.affine_grid(torch.eye(2, 3)[None].expand(n, -1, -1), frames.shape, align_corners=False)
+    offsets = torch.randn(n, 2, 3, 3, generator=gen) * sigma_px * 2 / w
+    offsets = torch.nn.functional.interpolate(offsets, size=(h, w), mode="bicubic", align_corners=True)
+    return torch.nn.functional.grid_sample(frames, grid + offsets.permute(0, 2, 3, 1), padding_mode="border",
+                                           align_corners=False)
+
+
+def test_jitter_ranks_a_jittered_copy_of_a_real_video_below_the_video(tmp_path):
+    from expgen.examples import real_driving_video
+
+    frames, fps = read_frames(real_driving_video())
+    write_video(tmp_path / "data" / "carphone" / "carphone.mp4", frames[:30], fps)
+    manifest = tmp_path / "m.json"
+    assert main(["manifest", "--dataset", "folder", "--root", str(tmp_path / "data"), "--protocol", "self", "--size",
+                 "128", "--stride", "1", "--num_frames", "24", "--out", str(manifest)]) == 0
+    assert main(["prepare", "--manifest", str(manifest), "--out", str(tmp_path / "inputs")]) == 0
+    (item,) = Manifest.load(manifest).items
+    driving = tmp_path / "inputs" / item.id / "driving.mp4"
+    (tmp_path / "steady").mkdir()
+    (tmp_path / "steady" / f"{item.id}.mp4").write_bytes(driving.read_bytes())
+    write_video(tmp_path / "shaken" / f"{item.id}.mp4", _warped(to_tensor(read_frames(driving)[0]), 1.0), fps)
+    for name in ("steady", "shaken"):
+        assert main(["score", "--manifest", str(manifest), "--generated", str(tmp_path / name), "--metrics", "jitter",
+                     "face_missing", "aed", "--out", str(tmp_path / "run"), *QUIET]) == 0
+    rows = {r["method"]: r for r in json.loads((tmp_path / "run" / "report.json").read_text())["rows"]}
+    steady, shaken = rows["steady"], rows["shaken"]
+    assert steady["face_missing"] == shaken["face_missing"] == 0.0
+    assert 0.8 < steady["jitter"] < 1.3  # the driving video itself, after one more H.264 round trip: ~1.15
+    assert shaken["jitter"] > 2 * steady["jitter"]  # ~2.85: a 1-pixel wobble of the face's shape
+    table = [line.split(" | ") for line in (tmp_path / "run" / "report.md").read_text().splitlines()[2:6]]
+    column = table[0].index("Self Jitter ↓")
+    assert {cells[0]: cells[column] for cells in table[2:]} == {"| steady": f"**{steady['jitter']:.5f}**",
+                                                                "| shaken": f"{shaken['jitter']:.5f}"}

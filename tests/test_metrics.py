@@ -31,7 +31,13 @@ from exphead.metrics import (
     psnr,
     ssim,
 )
-from exphead.metrics.lpips import backbone_file_name, resolve_backbone_path
+from exphead.metrics.lpips import (
+    backbone_file_name,
+    backbone_record,
+    check_backbone_hash,
+    file_sha256,
+    resolve_backbone_path,
+)
 from exphead.metrics.motion import rotation_angle_between
 
 
@@ -151,10 +157,10 @@ def test_lpips_matches_reference_package(tmp_path, net_type) -> None:
     preds = (target + 0.1 * torch.randn(target.shape, generator=gen)).clamp(0, 1)
     with torch.no_grad():
         expected = reference(preds, target, normalize=True).flatten()
-    ours = lpips(preds, target, net_type=net_type, backbone_path=path, reduction="none")
+    ours = lpips(preds, target, net_type=net_type, backbone_path=path, reduction="none", verify=False)
     assert expected.min() > 0.01  # a non-trivial comparison
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
-    metric = LPIPS(net_type=net_type, backbone_path=path)
+    metric = LPIPS(net_type=net_type, backbone_path=path, verify=False)
     metric.update(preds[:1], target[:1])
     metric.update(preds[1:], target[1:])
     torch.testing.assert_close(metric.compute(), expected.mean(), atol=1e-5, rtol=0)
@@ -189,14 +195,37 @@ def test_lpips_backbone_lookup_order_and_never_downloads(tmp_path, monkeypatch) 
     monkeypatch.setenv(LPIPS_BACKBONE_ENV, str(tmp_path / "missing.pth"))
     with pytest.raises(FileNotFoundError, match=LPIPS_BACKBONE_ENV):
         resolve_backbone_path("alex")
-    LPIPS(backbone_path=hub_file)  # builds without any download
+    LPIPS(backbone_path=hub_file, verify=False)  # builds without any download
 
 
 def test_lpips_rejects_a_file_of_another_network(tmp_path) -> None:
     path = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(1)}, path)
     with pytest.raises(ValueError, match="'features.0.weight' should be"):
+        LPIPS(backbone_path=path, verify=False)
+
+
+def test_lpips_refuses_random_weights_under_torchvisions_file_name(tmp_path, monkeypatch) -> None:
+    """A random AlexNet saved as alexnet-owt-7be5be79.pth: its SHA-256 does not start with 7be5be79, so the
+    metric (and anything built on it: exp-bench's LPIPS column) refuses it, wherever it is found."""
+    path, _ = _random_backbone(tmp_path, "alex")
+    assert path.name == "alexnet-owt-7be5be79.pth"
+    digest = file_sha256(path)
+    assert not digest.startswith("7be5be79")
+    with pytest.raises(ValueError, match=r"does not start with 7be5be79") as error:
         LPIPS(backbone_path=path)
+    assert digest[:16] in str(error.value)
+    monkeypatch.setenv(LPIPS_BACKBONE_ENV, str(path))
+    with pytest.raises(ValueError, match="7be5be79"):
+        lpips(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    # the check itself: a file passes under a name carrying its own hash prefix, as torch.hub checks downloads
+    assert check_backbone_hash(path, f"alexnet-owt-{digest[:8]}.pth") == digest
+    with pytest.raises(ValueError, match="no hash prefix"):
+        check_backbone_hash(path, "alexnet.pth")
+    record = LPIPS(backbone_path=path, verify=False).backbone
+    assert record == {"net_type": "alex", "file": "alexnet-owt-7be5be79.pth", "path": str(path.resolve()),
+                      "sha256": digest, "verified": False}
+    assert backbone_record("alex", path, verify=False) == record
 
 
 # ---------------------------------------------------------------- AED / APD

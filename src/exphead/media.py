@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif"}
 ALPHA_BACKGROUND = 128  # grey that transparent pixels are composited on
+ENCODER_PRESET, ENCODER_CRF = "veryfast", 20  # x264: about 3x faster than its default preset, visually lossless
 
 
 class MediaError(ValueError):
@@ -333,8 +334,9 @@ class VideoWriter:
         h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
         if self._encoder is None:
             self._size = (h, w)
+            options = ["-preset", ENCODER_PRESET, "-crf", str(ENCODER_CRF), "-f", "mp4"]
             self._encoder = imageio_ffmpeg.write_frames(str(self._tmp), (w, h), fps=self.fps, codec="libx264",
-                                                        macro_block_size=1, output_params=["-f", "mp4"])
+                                                        macro_block_size=1, quality=None, output_params=options)
             self._encoder.send(None)
         elif (h, w) != self._size:
             raise ValueError(f"{self.path}: frames of {w}x{h} after frames of {self._size[1]}x{self._size[0]}")

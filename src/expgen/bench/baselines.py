@@ -42,8 +42,8 @@ class ReferenceCopy:
     name = "reference_copy"
 
     def settings(self) -> dict:
-        """No settings."""
-        return {}
+        """What it is (a bound, no model)."""
+        return {"bound": "every frame is the reference image (no motion)"}
 
     def __call__(self, item: PreparedItem) -> Tensor:
         """``F x 3 x S x S``: the reference repeated."""
@@ -56,8 +56,8 @@ class DrivingCopy:
     name = "driving_copy"
 
     def settings(self) -> dict:
-        """No settings."""
-        return {}
+        """What it is (a bound, no model)."""
+        return {"bound": "the driving frames (self: the ground truth; cross: the driver's identity)"}
 
     def __call__(self, item: PreparedItem) -> Tensor:
         """``F x 3 x S x S``: the driving frames."""
@@ -68,18 +68,19 @@ class GeneratedVideos:
     """Videos of another method in ``folder``: ``<item id>.mp4`` (any video suffix) or ``<item id>/`` frames.
 
     Frames of another size are resized to the manifest's size; the frame count must equal the item's
-    driving frames.
+    driving frames. ``description`` says how the videos were made (tool, version, settings) for the report.
     """
 
-    def __init__(self, folder: str | os.PathLike, name: str | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike, name: str | None = None, description: str | None = None) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise FileNotFoundError(f"generated-video folder not found: {self.folder}")
         self.name = name or self.folder.name
+        self.description = description
 
     def settings(self) -> dict:
-        """The folder (a video generated again is re-scored with ``--force``)."""
-        return {"folder": str(self.folder.resolve())}
+        """The folder and the description (a video generated again is re-scored with ``--force``)."""
+        return {"folder": str(self.folder.resolve()), "description": self.description or "videos made elsewhere"}
 
     def path_of(self, item_id: str) -> Path:
         """The video file or frame folder of an item."""

@@ -6,12 +6,18 @@ Protocols (every frame cropped around the face, one box per clip, and resized to
          ground truth), AED, APD (vs the driving motion), CSIM (vs the reference).
   cross  reference and driving clips of two different identities, no ground truth. Metrics: AED, APD, CSIM.
 
-The split is drawn with --seed and written to OUT/manifest.json (clips, frame indices, crop boxes); a
-manifest that exists is reused as it is. Results are cached per item (OUT/results/<method>/<item>.json),
-so an interrupted run resumes. The report (OUT/report.md, .csv, .json, .html) has one row per method.
+The split is the fixed one shipped for the paper's Table 1 (--split paper: 20 RAVDESS / 80 NeRSemble videos,
+see expgen/bench/splits), a split file (--split PATH), or drawn with --seed; it is written to OUT/manifest.json
+(clips, frame indices, crop boxes found on your data) and a manifest that exists is reused as it is. Results
+are cached per item (OUT/results/<method>/<item>.json), so an interrupted run resumes. The report
+(OUT/report.md, .csv, .json, .html) has one row per method, the paper's Table 1 rows beside them, and names
+what ran and what scored. Scoring: CSIM with dlib (default, not comparable to ArcFace) or --csim arcface
+--arcface_model PATH; AED / APD / jitter / no-face with mediapipe's face mesh (default, independent of
+ExpPortrait) or --motion tracker; LPIPS only with torchvision's hash-verified AlexNet file.
 
-  exp-bench run --dataset ravdess --root RAVDESS --protocol self --methods ours reference_copy --out runs/self
-  exp-bench run --dataset nersemble --root NERSEMBLE --protocol cross --out runs/cross
+  exp-bench run --dataset ravdess --root RAVDESS --protocol self --split paper --methods ours reference_copy \
+      --out runs/self
+  exp-bench run --dataset nersemble --root NERSEMBLE --protocol cross --split paper --out runs/cross
   exp-bench prepare --manifest runs/self/manifest.json --out inputs/      # inputs for other tools
   exp-bench score --manifest runs/self/manifest.json --generated liveportrait_out/ --out runs/self
   exp-bench report runs/self runs/cross --dest runs/table1
@@ -39,9 +45,10 @@ from exphead.tracking import DlibFaceDetector, TrackerConfig, VideoTracker
 from ..animator import AnimateConfig, Animator
 from ..cli.animate import add_animate_options
 from .datasets import NERSEMBLE_FRONTAL_CAMERA, load_dataset
-from .protocols import Manifest, load_or_make_manifest, prepare_item
+from .protocols import Manifest, load_or_make_manifest, missing_clips, prepare_item, split_manifest
 from .report import write_report
-from .scoring import METRICS, Scorer, run_benchmark
+from .scoring import METRICS, MOTION_METRICS, Scorer, run_benchmark
+from .splits import load_split
 
 logger = logging.getLogger("exp-bench")
 METHOD_NAMES = ("ours", "reference_copy", "driving_copy")
@@ -65,6 +72,9 @@ def _split_args(p: ArgumentParser, required: bool) -> None:
     g.add_argument("--camera", nargs="+", default=[NERSEMBLE_FRONTAL_CAMERA],
                    help="NeRSemble camera serials, or all (default: the frontal camera)")
     g.add_argument("--listing", help="folder dataset: CSV/JSON listing (video, identity[, id])")
+    g.add_argument("--split", help="paper: the fixed split shipped for --dataset (the paper's 20 RAVDESS / 80 "
+                   "NeRSemble videos), or a split file (.json); it fixes clips, frames and pairs, so --stride, "
+                   "--num_frames, --num_items, --reference_frame, --seed and --select are not used")
 
 
 def _scoring_args(p: ArgumentParser) -> None:
@@ -73,9 +83,17 @@ def _scoring_args(p: ArgumentParser) -> None:
                    "protocol's)")
     g.add_argument("--lpips_backbone", help="LPIPS backbone file (torchvision AlexNet state dict); default: "
                                             "$EXPPORTRAIT_LPIPS_BACKBONE or the torch hub cache")
-    g.add_argument("--motion_steps", type=int, default=300, help="AED/APD tracker iterations (full stage)")
-    g.add_argument("--motion_size", type=int, default=256, help="AED/APD frames are tracked at this size")
-    g.add_argument("--smplx", help="SMPLX_NEUTRAL.npz of the AED/APD tracker (default: $SMPLX_MODEL_PATH or the "
+    g.add_argument("--csim", choices=["dlib", "arcface"], default="dlib",
+                   help="CSIM embedder: dlib (offline default, not comparable to ArcFace) or arcface (the paper's; "
+                        "needs --arcface_model)")
+    g.add_argument("--arcface_model", help="insightface ArcFace recognition ONNX file (e.g. w600k_r50.onnx; 112x112 "
+                                           "crops aligned by five landmarks)")
+    g.add_argument("--motion", choices=["mediapipe", "tracker"], default="mediapipe",
+                   help="AED/APD/jitter/no-face extractor: mediapipe's face mesh (independent of ExpPortrait) or "
+                        "exphead's SMPL-X tracker (ExpPortrait's own; gives no jitter or no-face values)")
+    g.add_argument("--motion_steps", type=int, default=300, help="--motion tracker: iterations (full stage)")
+    g.add_argument("--motion_size", type=int, default=256, help="--motion tracker: frames are tracked at this size")
+    g.add_argument("--smplx", help="--motion tracker: SMPLX_NEUTRAL.npz (default: $SMPLX_MODEL_PATH or the "
                                    "procedural model)")
     g.add_argument("--force", action="store_true", help="recompute cached results")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -114,6 +132,7 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--root", help="dataset root, if it moved since the manifest was made")
     s.add_argument("--generated", required=True, help="folder of <item id>.mp4 (or <item id>/ frame folders)")
     s.add_argument("--name", help="method name in the report (default: the folder's name)")
+    s.add_argument("--describe", help="how the videos were made, for the report (tool, version, settings)")
     s.add_argument("--out", required=True, help="run folder")
     _scoring_args(s)
     sub.add_subcommand("score", s, help="score videos generated elsewhere (one per item, named <item id>.mp4)")
@@ -138,6 +157,21 @@ def _select(pairs: list[str]) -> dict[str, list[str]]:
 def _manifest(args: Namespace, path: Path) -> Manifest:
     if args.dataset is None or args.root is None or args.protocol is None:
         raise ValueError(f"no manifest at {path}: give --manifest, or --dataset, --root and --protocol")
+    if args.split:
+        split = load_split(args.split, args.dataset)
+        name = f"{split.name}: {split.source}"
+        if path.is_file():
+            held = Manifest.load(path)
+            if held.split != name or held.protocol != args.protocol:
+                raise ValueError(f"{path} holds the {held.protocol} manifest of split {held.split}, not the "
+                                 f"{args.protocol} manifest of {name}: use another --out folder")
+            return held
+        detector = _detector() if args.crop == "face" else None
+        manifest = split_manifest(split, args.root, args.protocol, size=args.size, crop=args.crop, detector=detector)
+        manifest.save(path)
+        logger.info("wrote manifest %s: %d items of split %s (%d left out)", path, len(manifest.items), name,
+                    len(manifest.skipped))
+        return manifest
     cameras = None if args.camera == ["all"] else args.camera
     records = functools.partial(load_dataset, args.dataset, args.root, listing=args.listing, cameras=cameras,
                                 select=_select(args.select))
@@ -158,8 +192,21 @@ def _run_manifest(args: Namespace, out: Path) -> Manifest:
         if not target.is_file():
             out.mkdir(parents=True, exist_ok=True)
             given.save(target)
-        return given
-    return _manifest(args, target)
+        manifest = given
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = _manifest(args, target)
+    _check_clips(manifest)
+    return manifest
+
+
+def _check_clips(manifest: Manifest) -> None:
+    """One error naming every clip of the manifest missing under its root."""
+    missing = missing_clips(manifest)
+    if missing:
+        listing = "\n  ".join(missing)
+        raise FileNotFoundError(f"{len(missing)} clips of the manifest are missing under {manifest.root}:\n  "
+                                f"{listing}\nGive --root the dataset root the manifest was made on.")
 
 
 @functools.cache
@@ -169,13 +216,25 @@ def _detector() -> DlibFaceDetector:
 
 
 def _scorer(args: Namespace, model: Callable[[], HeadModel], out: Path) -> Scorer:
-    from exphead.metrics import TrackerMotionExtractor
+    from exphead.metrics import ArcFaceOnnxEmbedder, MediaPipeMotionExtractor, TrackerMotionExtractor
 
     motion = None
-    if args.metrics is None or {"aed", "apd"} & set(args.metrics):
-        tracker = VideoTracker(TrackerConfig(steps=args.motion_steps), args.motion_size, _detector(), model())
-        motion = TrackerMotionExtractor(tracker)
-    return Scorer(args.metrics, args.lpips_backbone, motion=motion, cache_dir=out / "cache" / "motion")
+    if args.metrics is None or set(MOTION_METRICS) & set(args.metrics):
+        if args.motion == "tracker":
+            tracker = VideoTracker(TrackerConfig(steps=args.motion_steps), args.motion_size, _detector(), model())
+            motion = TrackerMotionExtractor(tracker)
+        else:
+            motion = MediaPipeMotionExtractor()
+    embedder = None
+    if args.csim == "arcface":
+        if not args.arcface_model:
+            raise ValueError("--csim arcface needs --arcface_model PATH (an insightface recognition ONNX file, e.g. "
+                             "w600k_r50.onnx); or use --csim dlib")
+        embedder = ArcFaceOnnxEmbedder(args.arcface_model)
+    elif args.arcface_model:
+        raise ValueError("--arcface_model is used with --csim arcface only: add --csim arcface")
+    return Scorer(args.metrics, args.lpips_backbone, embedder=embedder, motion=motion,
+                  cache_dir=out / "cache" / "motion")
 
 
 def ours_config(config: AnimateConfig, manifest_size: int) -> AnimateConfig:
@@ -201,6 +260,7 @@ def _command(args: Namespace) -> int:
         return 0
     if command == "prepare":
         manifest = Manifest.load(sub.manifest, sub.root)
+        _check_clips(manifest)
         for item in manifest.items:
             prepared = prepare_item(manifest, item)
             write_image(Path(sub.out) / item.id / "reference.png", prepared.reference)
@@ -219,7 +279,7 @@ def _command(args: Namespace) -> int:
     if command == "score":
         from .baselines import GeneratedVideos
 
-        methods = [GeneratedVideos(sub.generated, sub.name)]
+        methods = [GeneratedVideos(sub.generated, sub.name, sub.describe)]
         run_benchmark(manifest, methods, out, scorer, sub.force, progress=not sub.no_progress)
         return _finish(out)
     from .methods import make_method

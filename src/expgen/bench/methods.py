@@ -62,6 +62,7 @@ class Ours:
                              "max_frames=None (expgen.bench.cli.ours_config)")
         self.animator = animator
         self.last_generator: str | None = None
+        self.last_components: dict | None = None
 
     def settings(self) -> dict:
         """What changes the output: the configuration (not its progress display) and what runs."""
@@ -82,7 +83,7 @@ class Ours:
         else:
             result = self.animator.animate(reference[0], driving, item.fps, mode="cross")
             box, generated = result.reference_box, result.frames
-        self.last_generator = result.generator
+        self.last_generator, self.last_components = result.generator, result.components
         return uncrop(generated.float().cpu(), box, size, item.reference)
 
 

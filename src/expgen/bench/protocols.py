@@ -9,9 +9,10 @@
 
 Every frame is cropped with one square box per clip and item (exphead's face crop, found by the
 68-point detector on the frames the item uses, or the centre square with ``crop="full"``) and resized
-to ``size x size`` (512 in the paper). The selection is drawn with ``seed``; the manifest (JSON) records
-each item's clips, frame indices and crop boxes, so a run on a manifest needs neither the seed nor a
-face detector to reproduce its inputs: a manifest that exists is reused as it is.
+to ``size x size`` (512 in the paper). The selection is drawn with ``seed`` (:func:`make_manifest`) or read
+from a fixed split (:func:`split_manifest`, :mod:`expgen.bench.splits`); the manifest (JSON) records each
+item's clips, frame indices and crop boxes, so a run on a manifest needs neither the seed nor a face
+detector to reproduce its inputs: a manifest that exists is reused as it is.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from exphead.io_utils import atomic_path
 from exphead.media import MediaError, to_tensor
 from exphead.tracking import CropBox, LandmarkDetector, NoFaceError, VideoTracker
 
-from .datasets import VideoRecord, count_clip_frames, read_clip_frames
+from .datasets import VideoRecord, clip_files, count_clip_frames, read_clip_frames
+from .splits import Split, validate_split
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +77,16 @@ class Manifest:
     seed: int = 0
     crop: CropMode = "face"
     items: list[BenchItem] = field(default_factory=list)
+    split: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        """The manifest as a JSON-ready dict (with its format tag)."""
-        return {"format": MANIFEST_FORMAT, **asdict(self)}
+        """The manifest as a JSON-ready dict (with its format tag; ``split`` and ``skipped`` only when set)."""
+        data = {"format": MANIFEST_FORMAT, **asdict(self)}
+        for key in ("split", "skipped"):
+            if not data[key]:
+                data.pop(key)
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> Manifest:
@@ -141,6 +149,43 @@ def _usable(count: int, start: int, stride: int, num_frames: int) -> list[int]:
     return [i for i in range(start, count, stride)][:num_frames]
 
 
+class _Items:
+    """Builds items of one manifest (frame counts read once per clip)."""
+
+    def __init__(self, manifest: Manifest, detector: LandmarkDetector | None) -> None:
+        self.manifest, self.detector, self.counts = manifest, detector, {}
+
+    def count(self, record: VideoRecord) -> int:
+        if record.id not in self.counts:
+            self.counts[record.id] = count_clip_frames(self.manifest.root, record.source)
+        return self.counts[record.id]
+
+    def box(self, record: VideoRecord, frames: list[int]) -> list[int]:
+        m = self.manifest
+        return _crop_box(read_clip_frames(m.root, record.source, frames)[0], m.crop, self.detector, m.size)
+
+    def self_item(self, clip: VideoRecord) -> BenchItem:
+        """Reference ``reference_frame``, driving the next ``num_frames`` frames at ``stride`` (one crop box)."""
+        m = self.manifest
+        frames = _usable(self.count(clip), m.reference_frame + m.stride, m.stride, m.num_frames)
+        if len(frames) < 2:
+            raise ValueError(f"{self.count(clip)} frames, too short for stride {m.stride}")
+        box = self.box(clip, [m.reference_frame, *frames])
+        return BenchItem(clip.id, ClipFrames(clip.source, clip.identity, [m.reference_frame], box),
+                         ClipFrames(clip.source, clip.identity, frames, box))
+
+    def cross_item(self, driver: VideoRecord, reference: VideoRecord) -> BenchItem:
+        """Driving frames ``k * stride`` of ``driver``, reference frame ``reference_frame`` of ``reference``."""
+        m = self.manifest
+        frames = _usable(self.count(driver), 0, m.stride, m.num_frames)
+        if len(frames) < 2 or self.count(reference) <= m.reference_frame:
+            raise ValueError(f"too short ({self.count(driver)} driving, {self.count(reference)} reference frames)")
+        return BenchItem(f"{driver.id}__{reference.id}",
+                         ClipFrames(reference.source, reference.identity, [m.reference_frame],
+                                    self.box(reference, [m.reference_frame])),
+                         ClipFrames(driver.source, driver.identity, frames, self.box(driver, frames)))
+
+
 def make_manifest(records: list[VideoRecord], dataset: str, root: str | os.PathLike, protocol: Protocol,
                   *, size: int = 512, stride: int = 4, num_frames: int = 16, num_items: int | None = None,
                   reference_frame: int = 0, seed: int = 0, crop: CropMode = "face",
@@ -166,48 +211,67 @@ def make_manifest(records: list[VideoRecord], dataset: str, root: str | os.PathL
                         crop)
     if protocol == "cross" and len({r.identity for r in records}) < 2:
         raise ValueError("cross-reenactment needs clips of at least two identities")
-    counts: dict[str, int] = {}
-
-    def count(record: VideoRecord) -> int:
-        if record.id not in counts:
-            counts[record.id] = count_clip_frames(root, record.source)
-        return counts[record.id]
-
+    build = _Items(manifest, detector)
     for driver in order * (1 if protocol == "self" else max(1, -(-wanted // len(order)))):
         if len(manifest.items) >= wanted:
             break
         try:
             if protocol == "self":
-                frames = _usable(count(driver), reference_frame + stride, stride, num_frames)
-                if len(frames) < 2:
-                    logger.warning("%s: %d frames, too short for stride %d; skipped", driver.id, count(driver),
-                                   stride)
+                item = build.self_item(driver)
+            else:
+                ref = rng.choice(sorted((r for r in records if r.identity != driver.identity), key=lambda r: r.id))
+                if any(i.id == f"{driver.id}__{ref.id}" for i in manifest.items):
                     continue
-                used, _ = read_clip_frames(root, driver.source, [reference_frame, *frames])
-                box = _crop_box(used, crop, detector, size)
-                manifest.items.append(BenchItem(driver.id, ClipFrames(driver.source, driver.identity,
-                                                                      [reference_frame], box),
-                                                ClipFrames(driver.source, driver.identity, frames, box)))
-                continue
-            ref = rng.choice(sorted((r for r in records if r.identity != driver.identity), key=lambda r: r.id))
-            frames = _usable(count(driver), 0, stride, num_frames)
-            if len(frames) < 2 or count(ref) <= reference_frame:
-                logger.warning("%s / %s: too short; pair skipped", driver.id, ref.id)
-                continue
-            drv_box = _crop_box(read_clip_frames(root, driver.source, frames)[0], crop, detector, size)
-            ref_box = _crop_box(read_clip_frames(root, ref.source, [reference_frame])[0], crop, detector, size)
-            item_id = f"{driver.id}__{ref.id}"
-            if any(i.id == item_id for i in manifest.items):
-                continue
-            manifest.items.append(BenchItem(item_id, ClipFrames(ref.source, ref.identity, [reference_frame], ref_box),
-                                            ClipFrames(driver.source, driver.identity, frames, drv_box)))
-        except (NoFaceError, MediaError) as err:
+                item = build.cross_item(driver, ref)
+        except (NoFaceError, MediaError, ValueError) as err:
             logger.warning("%s: %s; skipped", driver.id, err)
+            continue
+        manifest.items.append(item)
     if not manifest.items:
         raise ValueError(f"no usable {protocol}-reenactment item among {len(records)} clips (see the warnings)")
     if len(manifest.items) < wanted:
         logger.warning("%d of the %d items asked could be made", len(manifest.items), wanted)
     return manifest
+
+
+def split_manifest(split: Split, root: str | os.PathLike, protocol: Protocol, *, size: int = 512,
+                   crop: CropMode = "face", detector: LandmarkDetector | None = None) -> Manifest:
+    """The manifest of a fixed split (:mod:`expgen.bench.splits`): its items, frames and pairs, with crop boxes
+    found on the data under ``root``. An item that cannot be made (too short, no face) is left out and listed in
+    ``Manifest.skipped`` with the reason.
+
+    Raises:
+        FileNotFoundError: files of the split are missing under ``root`` (all listed in one message).
+        ValueError: the split has no such protocol, or no item can be made.
+    """
+    validate_split(split, root, protocol)
+    spec = split.protocol(protocol)
+    manifest = Manifest(split.dataset, str(Path(root).resolve()), protocol, size, spec.stride, spec.num_frames,
+                        spec.reference_frame, 0, crop, split=f"{split.name}: {split.source}")
+    build = _Items(manifest, detector)
+    jobs = ([(i, lambda i=i: build.self_item(split.clips[i])) for i in spec.items] if protocol == "self" else
+            [(f"{d}__{r}", lambda d=d, r=r: build.cross_item(split.clips[d], split.clips[r])) for d, r in spec.pairs])
+    for item_id, make in jobs:
+        try:
+            manifest.items.append(make())
+        except (NoFaceError, MediaError, ValueError) as err:
+            logger.warning("%s: %s; left out of the split", item_id, err)
+            manifest.skipped[item_id] = f"{type(err).__name__}: {err}"
+    if not manifest.items:
+        raise ValueError(f"no item of split {split.source} ({protocol}) could be made: {manifest.skipped}")
+    return manifest
+
+
+def missing_clips(manifest: Manifest) -> list[str]:
+    """The clips of a manifest not found under its root (dataset-relative sources)."""
+    sources = dict.fromkeys(c.video for item in manifest.items for c in (item.reference, item.driving))
+    missing = []
+    for source in sources:
+        try:
+            clip_files(manifest.root, source)
+        except FileNotFoundError:
+            missing.append(source)
+    return missing
 
 
 def _cropped(frames: np.ndarray, box: list[int], size: int) -> Tensor:
@@ -253,4 +317,4 @@ def load_or_make_manifest(path: str | os.PathLike, records_fn: Callable[[], list
 
 
 __all__ = ["BenchItem", "ClipFrames", "Manifest", "PreparedItem", "load_or_make_manifest", "make_manifest",
-           "prepare_item"]
+           "missing_clips", "prepare_item", "split_manifest"]

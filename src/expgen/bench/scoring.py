@@ -2,16 +2,23 @@
 
 Per item, every metric is the mean over frames of exphead.metrics' per-frame value:
 
-* PSNR, SSIM, LPIPS, L1 — self-reenactment only, generated vs ground-truth driving frames;
-* CSIM — generated frames vs the reference image (dlib's face descriptor by default);
-* AED, APD — motion parameters of the generated frames vs those of the driving frames
-  (:class:`~expgen.bench.motion.TrackerMotionExtractor`; the driving clip's parameters are computed
-  once per item and cached).
+* PSNR, SSIM, LPIPS, L1 — self-reenactment only, generated vs ground-truth driving frames; LPIPS only with
+  torchvision's AlexNet weights, checked by their SHA-256 hash prefix (a random backbone is refused);
+* CSIM — generated frames vs the reference image: dlib's face descriptor by default (offline; "dlib, not
+  comparable to ArcFace"), or an ArcFace ONNX model (the paper's embedder) given by path;
+* AED, APD — motion parameters of the generated frames vs those of the driving frames, from an extractor:
+  mediapipe's face mesh by default (:class:`~exphead.metrics.MediaPipeMotionExtractor`, independent of
+  ExpPortrait), or exphead's SMPL-X tracker (ExpPortrait's own eyes); the driving clip's parameters are
+  computed once per item and cached;
+* jitter — landmark jitter of the generated frames over that of the driving frames
+  (:func:`~exphead.metrics.jitter_ratio`, landmarks of the mesh; 1 = as smooth as the driver);
+* face_missing — fraction of generated frames in which the extractor finds no face.
 
-A metric that cannot run on this machine (LPIPS without its backbone file) is recorded as unavailable
-with the reason, not fatal. Results go to ``OUT/results/<method>/<item>.json``; a result whose key
-(manifest fingerprint, method settings, scorer settings) matches is reused, so an interrupted run
-resumes where it stopped.
+A metric that cannot run on this machine (LPIPS without its verified backbone file, jitter with an extractor
+that gives no landmarks) is recorded as unavailable with the reason, not fatal. Results go to
+``OUT/results/<method>/<item>.json``; a result whose key (manifest fingerprint, method settings, scorer
+settings: metrics, embedder, extractor, LPIPS file and hash) matches is reused, so an interrupted run resumes
+where it stopped.
 """
 
 from __future__ import annotations
@@ -33,16 +40,22 @@ from exphead.io_utils import atomic_path
 from exphead.media import MediaError, contact_sheet, resize_frames, to_uint8, write_image, write_video
 from exphead.metrics import (
     LPIPS,
+    ArcFaceOnnxEmbedder,
+    DlibFaceEmbedder,
     FaceEmbedder,
+    MeshMotionEstimate,
     MotionEstimate,
     MotionExtractor,
     csim,
     expression_distance,
+    jitter_ratio,
     l1_distance,
     pose_distance,
     psnr,
     ssim,
 )
+from exphead.metrics.jitter import landmark_jitter_per_frame
+from exphead.metrics.lpips import file_sha256
 from exphead.tracking.landmarks import NoFaceError
 
 from .baselines import GeneratedVideos, Method
@@ -50,10 +63,11 @@ from .protocols import Manifest, PreparedItem, prepare_item
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("psnr", "ssim", "lpips", "l1", "aed", "apd", "csim")
-PROTOCOL_METRICS = {"self": METRICS, "cross": ("aed", "apd", "csim")}
+METRICS = ("psnr", "ssim", "lpips", "l1", "aed", "apd", "csim", "jitter", "face_missing")
+MOTION_METRICS = ("aed", "apd", "jitter", "face_missing")
+PROTOCOL_METRICS = {"self": METRICS, "cross": ("aed", "apd", "csim", "jitter", "face_missing")}
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "l1": False, "aed": False, "apd": False,
-                    "csim": True}
+                    "csim": True, "jitter": False, "face_missing": False}
 _RECOVERABLE = (FileNotFoundError, ValueError, MediaError, NoFaceError, RuntimeError)
 
 
@@ -61,15 +75,49 @@ def _dumps(data: dict) -> str:
     return json.dumps(data, indent=1, sort_keys=True)
 
 
+def describe_embedder(embedder: FaceEmbedder | None) -> dict:
+    """CSIM's embedder as recorded in keys and reports: ``{"name": "dlib"}`` (the default), ``{"name": "arcface",
+    "model": path, "sha256": ...}``, or the class name of another embedder."""
+    if embedder is None or isinstance(embedder, DlibFaceEmbedder):
+        return {"name": "dlib"}
+    if isinstance(embedder, ArcFaceOnnxEmbedder):
+        return {"name": "arcface", "model": str(Path(embedder.model_path).resolve()),
+                "sha256": file_sha256(embedder.model_path)}
+    return {"name": type(embedder).__name__}
+
+
+def scoring_labels(settings: dict) -> dict[str, str]:
+    """How a report names what scored (from :meth:`Scorer.settings`): ``csim``, ``motion`` and ``lpips`` labels."""
+    embedder = settings.get("csim") or {"name": "dlib"}
+    if embedder.get("name") == "arcface":
+        csim_label = f"ArcFace ({Path(embedder['model']).name}, sha256 {embedder['sha256'][:12]})"
+    elif embedder.get("name") == "dlib":
+        csim_label = "dlib (not comparable to ArcFace)"
+    else:
+        csim_label = f"{embedder.get('name')} (not comparable to ArcFace)"
+    motion = settings.get("motion")
+    if isinstance(motion, dict) and motion.get("extractor") == "mediapipe":
+        motion_label = f"mediapipe face mesh {motion.get('mediapipe', '?')} (independent of ExpPortrait)"
+    elif isinstance(motion, dict) and motion.get("extractor") == "tracker":
+        motion_label = "exphead SMPL-X tracker (ExpPortrait's own tracker: favours ours)"
+    else:
+        motion_label = str(motion.get("extractor") if isinstance(motion, dict) else motion)
+    backbone = settings.get("lpips")
+    lpips_label = (f"{backbone['net_type']} backbone {backbone['path']} (sha256 {backbone['sha256'][:16]}, "
+                   f"{'verified' if backbone['verified'] else 'NOT verified'})" if backbone else "not computed")
+    return {"csim": csim_label, "motion": motion_label, "lpips": lpips_label}
+
+
 class Scorer:
-    """Computes the metrics of one item; heavy models (LPIPS, face embedder, tracker) are built once.
+    """Computes the metrics of one item; heavy models (LPIPS, face embedder, motion extractor) are built once.
 
     Args:
         metrics: metric names (subset of :data:`METRICS`); None: all that the protocol reports.
-        lpips_backbone: LPIPS backbone file (default: ``$EXPPORTRAIT_LPIPS_BACKBONE`` or the torch hub cache).
+        lpips_backbone: LPIPS backbone file (default: ``$EXPPORTRAIT_LPIPS_BACKBONE`` or the torch hub cache);
+            its SHA-256 must match torchvision's hash prefix, else LPIPS is unavailable.
         embedder: face embedder of CSIM (default: dlib's descriptor).
-        motion: motion extractor of AED / APD (default, built when AED or APD is asked:
-            :class:`~expgen.bench.motion.TrackerMotionExtractor`).
+        motion: motion extractor of AED / APD / jitter / face_missing (default, built when one of them is asked:
+            :class:`~exphead.metrics.MediaPipeMotionExtractor`).
         cache_dir: folder for the driving clips' motion parameters.
     """
 
@@ -85,39 +133,44 @@ class Scorer:
         if "lpips" in self.metrics:
             try:
                 self.lpips = LPIPS(backbone_path=lpips_backbone)
-            except FileNotFoundError as err:
+            except (FileNotFoundError, ValueError) as err:
                 self.unavailable["lpips"] = str(err)
                 logger.warning("LPIPS unavailable: %s", err)
         self._embedder = embedder
+        self.embedder_settings = describe_embedder(embedder) if "csim" in self.metrics else None
         self._motion = motion
-        if motion is None and {"aed", "apd"} & set(self.metrics):
-            from exphead.metrics import TrackerMotionExtractor
+        if motion is None and set(MOTION_METRICS) & set(self.metrics):
+            from exphead.metrics import MediaPipeMotionExtractor
 
-            self._motion = TrackerMotionExtractor()
+            self._motion = MediaPipeMotionExtractor()
+        if self._motion is not None and not getattr(self._motion, "provides_landmarks", False):
+            name = type(self._motion).__name__
+            reasons = {"jitter": f"the motion extractor {name} gives no landmarks: use --motion mediapipe",
+                       "face_missing": f"the motion extractor {name} does not report frames without a face: use "
+                                       "--motion mediapipe"}
+            self.unavailable.update({k: v for k, v in reasons.items() if k in self.metrics})
         self.cache_dir = Path(cache_dir) if cache_dir else None
 
     @property
     def embedder(self) -> FaceEmbedder:
         """CSIM's face embedder (built on first use)."""
         if self._embedder is None:
-            from exphead.metrics import DlibFaceEmbedder
-
             self._embedder = DlibFaceEmbedder()
         return self._embedder
 
     @property
     def motion(self) -> MotionExtractor:
-        """AED / APD's motion extractor."""
+        """The motion extractor of AED / APD / jitter / face_missing."""
         if self._motion is None:
-            raise ValueError("this Scorer computes neither AED nor APD: it has no motion extractor")
+            raise ValueError("this Scorer computes no motion metric: it has no motion extractor")
         return self._motion
 
     def settings(self) -> dict:
         """What determines the scores (part of every cached result's key)."""
         motion = getattr(self._motion, "settings", None)
-        return {"metrics": list(self.metrics), "unavailable": sorted(self.unavailable),
-                "embedder": type(self._embedder).__name__ if self._embedder else "DlibFaceEmbedder",
-                "motion": motion() if motion else type(self._motion).__name__}
+        return {"metrics": list(self.metrics), "unavailable": sorted(self.unavailable), "csim": self.embedder_settings,
+                "motion": motion() if motion else type(self._motion).__name__,
+                "lpips": self.lpips.backbone if self.lpips is not None else None}
 
     def metrics_for(self, protocol: str) -> list[str]:
         """The requested metrics that ``protocol`` reports."""
@@ -129,49 +182,65 @@ class Scorer:
         if path is not None and path.is_file():
             data = json.loads(path.read_text())
             if data.get("key") == key:
-                return MotionEstimate(torch.tensor(data["expression"]), torch.tensor(data["head_pose"]))
+                arrays = {k: torch.tensor(v, dtype=torch.bool if k == "has_face" else torch.float32)
+                          for k, v in data.items() if k != "key"}
+                return (MeshMotionEstimate(**arrays) if "landmarks" in arrays else MotionEstimate(**arrays))
         estimate = self.motion(prepared.driving)
         if path is not None:
+            fields = ("expression", "head_pose", "landmarks", "has_face")
+            data = {k: getattr(estimate, k).tolist() for k in fields if getattr(estimate, k, None) is not None}
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
-                Path(tmp).write_text(json.dumps({"key": key, "expression": estimate.expression.tolist(),
-                                                 "head_pose": estimate.head_pose.tolist()}))
+                Path(tmp).write_text(json.dumps({"key": key, **data}))
         return estimate
 
+    def _values(self, name: str, prepared: PreparedItem, generated: Tensor,
+                motion: tuple[MotionEstimate, MotionEstimate] | None) -> tuple[float, Tensor]:
+        """The item's value of metric ``name`` and its per-frame values."""
+        truth = prepared.ground_truth
+        if name in ("aed", "apd"):
+            gen, drv = motion
+            values = (expression_distance(gen.expression, drv.expression) if name == "aed"
+                      else pose_distance(gen.head_pose, drv.head_pose))
+        elif name == "jitter":
+            gen, drv = motion
+            return float(jitter_ratio(gen.landmarks, drv.landmarks)), landmark_jitter_per_frame(gen.landmarks)
+        elif name == "face_missing":
+            values = (~motion[0].has_face).double()
+        elif name == "csim":
+            values = csim(generated, prepared.reference[None], self.embedder, reduction="none")
+        elif name == "lpips":
+            with torch.no_grad():
+                values = self.lpips.per_frame(generated, truth)
+        else:
+            values = {"psnr": psnr, "ssim": ssim, "l1": l1_distance}[name](generated, truth, reduction="none")
+        values = values.double()
+        finite = values[~values.isnan()]
+        return (float(finite.mean()) if finite.numel() else math.nan), values
+
     def score(self, prepared: PreparedItem, generated: Tensor, motion_key: str = "") -> dict:
-        """Per-frame and mean values of each metric for generated frames ``F x 3 x S x S``.
+        """Item and per-frame values of each metric for generated frames ``F x 3 x S x S``.
 
         Returns:
-            ``{"metrics": {name: mean}, "per_frame": {name: [F values]}, "errors": {name: reason}}``;
-            a metric that failed on this item (no face found, ...) is NaN with its reason.
+            ``{"metrics": {name: value}, "per_frame": {name: [values]}, "errors": {name: reason}}``; a metric
+            that failed on this item (no face found, ...) is NaN with its reason.
         """
         out: dict[str, dict] = {"metrics": {}, "per_frame": {}, "errors": {}}
-        truth = prepared.ground_truth
         motion: tuple[MotionEstimate, MotionEstimate] | None = None
         for name in self.metrics_for(prepared.protocol):
             if name in self.unavailable:
                 continue
             try:
-                if name in ("aed", "apd"):
-                    motion = motion or (self.motion(generated), self.driving_motion(prepared, motion_key))
-                    values = (expression_distance(motion[0].expression, motion[1].expression) if name == "aed"
-                              else pose_distance(motion[0].head_pose, motion[1].head_pose))
-                elif name == "csim":
-                    values = csim(generated, prepared.reference[None], self.embedder, reduction="none")
-                elif name == "lpips":
-                    with torch.no_grad():
-                        values = self.lpips.per_frame(generated, truth)
-                else:
-                    values = {"psnr": psnr, "ssim": ssim, "l1": l1_distance}[name](generated, truth, reduction="none")
+                if name in MOTION_METRICS and motion is None:
+                    motion = (self.motion(generated), self.driving_motion(prepared, motion_key))
+                value, values = self._values(name, prepared, generated, motion)
             except _RECOVERABLE as err:
                 logger.warning("%s on %s: %s", name, prepared.item.id, err)
                 out["metrics"][name] = math.nan
                 out["errors"][name] = f"{type(err).__name__}: {err}"
                 continue
-            values = values.double()
-            finite = values[~values.isnan()]
             out["per_frame"][name] = values.tolist()
-            out["metrics"][name] = float(finite.mean()) if finite.numel() else math.nan
+            out["metrics"][name] = value
         return out
 
 
@@ -232,6 +301,8 @@ def run_benchmark(manifest: Manifest, methods: Sequence[Method], out_dir: str | 
                 record["seconds_generate"] = time.perf_counter() - clock
                 if getattr(method, "last_generator", None):
                     record["generator"] = method.last_generator
+                if getattr(method, "last_components", None):
+                    record["components"] = method.last_components
                 clock = time.perf_counter()
                 record.update(scorer.score(prepared, generated, motion_key))
                 record["seconds_score"] = time.perf_counter() - clock
@@ -263,4 +334,5 @@ def _write_outputs(out_dir: Path, method: Method, prepared: PreparedItem, genera
         write_video(video, generated, prepared.fps)
 
 
-__all__ = ["HIGHER_IS_BETTER", "METRICS", "PROTOCOL_METRICS", "RunSummary", "Scorer", "run_benchmark"]
+__all__ = ["HIGHER_IS_BETTER", "METRICS", "MOTION_METRICS", "PROTOCOL_METRICS", "RunSummary", "Scorer",
+           "describe_embedder", "run_benchmark", "scoring_labels"]

@@ -63,6 +63,14 @@ def _smooth(x: Tensor, sigma: float) -> Tensor:
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 
 
+def _max_pool(x: Tensor, radius: int) -> Tensor:
+    """Square ``(2 radius + 1)`` max filter of ``B x C x H x W`` (stride 1, same size) as two 1-D passes:
+    O(radius) per pixel instead of O(radius^2)."""
+    k = 2 * radius + 1
+    x = F.max_pool2d(x, (1, k), 1, (0, radius))
+    return F.max_pool2d(x, (k, 1), 1, (radius, 0))
+
+
 def _similarity_flow(pix: Tensor, flow: Tensor, weight: Tensor) -> Tensor:
     """The weighted least-squares similarity transform ``q = [[a, -b], [b, a]] p + t`` taking ``pix`` to
     ``pix + flow`` (``B x H x W x 2`` pixels, ``B x H x W`` weights), as a flow ``B x H x W x 2``; zero
@@ -155,7 +163,7 @@ class GeometricGenerator:
         # Inside the silhouette the exact surface flow; across its border a smooth blend into the
         # extended flow, so hair and shoulders outside the mesh do not tear away from the face.
         feather = max(1.0, self.feather * max(h, w))
-        inner = -F.max_pool2d(-mask, 2 * int(feather) + 1, 1, int(feather))  # erode
+        inner = -_max_pool(-mask, int(feather))  # erode
         soft = _gaussian_blur(inner, feather / 2).clamp(0, 1).permute(0, 2, 3, 1) * mask.permute(0, 2, 3, 1)
         flow = soft * flow + (1 - soft) * extended
         src = pix + flow  # where each output pixel reads the reference

@@ -10,11 +10,16 @@ torchvision state-dict file found, in order, at
 2. the environment variable ``EXPPORTRAIT_LPIPS_BACKBONE``,
 3. torchvision's own hub cache, ``$TORCH_HOME/hub/checkpoints/<file>`` (e.g. ``alexnet-owt-7be5be79.pth``).
 
-When none exists, a ``FileNotFoundError`` names the file and where to put it.
+When none exists, a ``FileNotFoundError`` names the file and where to put it. The file is then checked as
+``torch.hub`` checks a download: the first hex digits of its SHA-256 must equal the hash prefix in
+torchvision's file name (``7be5be79`` for ``alexnet-owt-7be5be79.pth``), so randomly initialised or other
+weights are refused (``ValueError``) whatever the file is called. ``verify=False`` skips the check (tests with
+random weights); :attr:`LPIPS.backbone` records the path, the SHA-256 and whether it was verified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -76,6 +81,50 @@ def resolve_backbone_path(net_type: NetType = "alex", backbone_path: str | os.Pa
     return path
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_backbone_hash(path: str | os.PathLike, expected_name: str) -> str:
+    """The SHA-256 of ``path``, checked against the hash prefix of ``expected_name`` as ``torch.hub`` checks it.
+
+    Args:
+        path: the weights file.
+        expected_name: torchvision's file name, e.g. ``alexnet-owt-7be5be79.pth`` (prefix ``7be5be79``).
+
+    Raises:
+        ValueError: the name holds no hash prefix, or the file's SHA-256 does not start with it.
+    """
+    match = torch.hub.HASH_REGEX.search(expected_name)
+    if match is None or not match.group(1):
+        raise ValueError(f"{expected_name!r} holds no hash prefix (NAME-<hex>.pth)")
+    prefix, digest = match.group(1), file_sha256(path)
+    if not digest.startswith(prefix):
+        raise ValueError(f"{path}: SHA-256 {digest[:16]}... does not start with {prefix}, the hash prefix of "
+                         f"torchvision's {expected_name}: these are not its ImageNet weights (random or other "
+                         "weights give meaningless LPIPS). Place the file torchvision publishes under that name.")
+    return digest
+
+
+def backbone_record(net_type: NetType = "alex", backbone_path: str | os.PathLike | None = None,
+                    verify: bool = True) -> dict:
+    """Where the backbone comes from: ``{"net_type", "file", "path", "sha256", "verified"}``.
+
+    Raises:
+        FileNotFoundError: no file (see :func:`resolve_backbone_path`).
+        ValueError: ``verify`` and the file is not torchvision's (see :func:`check_backbone_hash`).
+    """
+    path = resolve_backbone_path(net_type, backbone_path)
+    name = backbone_file_name(net_type)
+    digest = check_backbone_hash(path, name) if verify else file_sha256(path)
+    return {"net_type": net_type, "file": name, "path": str(path.resolve()), "sha256": digest, "verified": verify}
+
+
 def _load_backbone(trunk: nn.Module, path: Path) -> None:
     """Copy a torchvision state dict (``features.<i>.*``) into LPIPS' trunk.
 
@@ -103,17 +152,21 @@ def _load_backbone(trunk: nn.Module, path: Path) -> None:
             param.copy_(state[key])
 
 
-def load_lpips_network(net_type: NetType = "alex", backbone_path: str | os.PathLike | None = None) -> nn.Module:
+def load_lpips_network(net_type: NetType = "alex", backbone_path: str | os.PathLike | None = None,
+                       verify: bool = True) -> nn.Module:
     """Build the LPIPS network (v0.1 linear layers, frozen, always in eval mode) with a local backbone.
 
     The returned module maps two batches ``N x 3 x H x W`` in ``[0, 1]`` (with ``normalize=True``) to
-    scores ``N x 1 x 1 x 1``.
+    scores ``N x 1 x 1 x 1``; its attribute ``backbone`` is :func:`backbone_record`'s dict. ``verify``: refuse a
+    file whose SHA-256 does not match torchvision's hash prefix (module docstring).
     """
-    path = resolve_backbone_path(net_type, backbone_path)
+    record = backbone_record(net_type, backbone_path, verify)
     # pnet_rand=True builds torchvision's trunk with weights=None: torchvision never downloads.
     net = _NoTrainLpips(net=net_type, pretrained=True, pnet_rand=True)
-    _load_backbone(net.net, path)
-    log.info("LPIPS %s backbone loaded from %s", net_type, path)
+    _load_backbone(net.net, Path(record["path"]))
+    net.backbone = record
+    log.info("LPIPS %s backbone loaded from %s (sha256 %s, verified: %s)", net_type, record["path"],
+             record["sha256"][:16], verify)
     return net
 
 
@@ -129,6 +182,7 @@ def lpips(
     net_type: NetType = "alex",
     backbone_path: str | os.PathLike | None = None,
     reduction: Reduction = "mean",
+    verify: bool = True,
 ) -> Tensor:
     r"""Learned perceptual image patch similarity, averaged over frames.
 
@@ -146,18 +200,19 @@ def lpips(
         net_type: backbone, ``"alex"`` (the usual choice), ``"vgg"`` or ``"squeeze"``.
         backbone_path: torchvision state-dict file of the backbone (see the module docstring).
         reduction: ``"mean"`` over frames or ``"none"`` for the ``N`` per-frame values.
+        verify: check the file's SHA-256 against torchvision's hash prefix (off only for random test weights).
 
-    Example:
+    Example (random backbone weights, hence ``verify=False``):
         >>> import tempfile, torch, torchvision
         >>> path = tempfile.mkdtemp() + "/alexnet.pth"
         >>> _ = torch.manual_seed(0)
         >>> torch.save(torchvision.models.alexnet().state_dict(), path)
         >>> frames = torch.rand(2, 3, 64, 64)
-        >>> lpips(frames, frames, backbone_path=path)
+        >>> lpips(frames, frames, backbone_path=path, verify=False)
         tensor(0.)
     """
     preds, target = frame_pair(preds, target)
-    net = load_lpips_network(net_type, backbone_path).to(preds.device)
+    net = load_lpips_network(net_type, backbone_path, verify).to(preds.device)
     return reduce_frames(lpips_per_frame(preds, target, net), reduction)
 
 
@@ -170,18 +225,20 @@ class LPIPS(FrameAveragedMetric):
 
     ``update(preds, target)`` takes frames ``N x 3 x H x W`` or videos ``B x F x 3 x H x W`` in
     ``[0, 1]``. The backbone weights come from a local file (module docstring); a missing file raises
-    ``FileNotFoundError`` here, in ``__init__``.
+    ``FileNotFoundError`` and a file that is not torchvision's ``ValueError`` here, in ``__init__``.
+    :attr:`backbone` records the file (path, SHA-256, verified).
 
     Args:
         net_type: backbone, ``"alex"`` (the usual choice), ``"vgg"`` or ``"squeeze"``.
         backbone_path: torchvision state-dict file of the backbone.
+        verify: check the file's SHA-256 against torchvision's hash prefix (off only for random test weights).
 
-    Example:
+    Example (random backbone weights, hence ``verify=False``):
         >>> import tempfile, torch, torchvision
         >>> path = tempfile.mkdtemp() + "/alexnet.pth"
         >>> _ = torch.manual_seed(0)
         >>> torch.save(torchvision.models.alexnet().state_dict(), path)
-        >>> metric = LPIPS(backbone_path=path)
+        >>> metric = LPIPS(backbone_path=path, verify=False)
         >>> frames = torch.rand(2, 3, 64, 64)
         >>> metric.update(frames, frames)
         >>> metric.compute()
@@ -192,14 +249,20 @@ class LPIPS(FrameAveragedMetric):
     higher_is_better = False
 
     def __init__(
-        self, net_type: NetType = "alex", backbone_path: str | os.PathLike | None = None, **kwargs: object
+        self,
+        net_type: NetType = "alex",
+        backbone_path: str | os.PathLike | None = None,
+        verify: bool = True,
+        **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
-        self.net = load_lpips_network(net_type, backbone_path)
+        self.net = load_lpips_network(net_type, backbone_path, verify)
+        self.backbone: dict = self.net.backbone
 
     def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
         """Per-frame LPIPS ``N``."""
         return lpips_per_frame(preds, target, self.net)
 
 
-__all__ = ["LPIPS", "LPIPS_BACKBONE_ENV", "backbone_file_name", "load_lpips_network", "lpips"]
+__all__ = ["LPIPS", "LPIPS_BACKBONE_ENV", "backbone_file_name", "backbone_record", "check_backbone_hash", "file_sha256",
+           "load_lpips_network", "lpips"]

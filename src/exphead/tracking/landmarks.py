@@ -46,18 +46,9 @@ def detect_landmarks(frames: np.ndarray, detector: LandmarkDetector | None = Non
         detector = DlibFaceDetector()
     out = np.full((len(frames), 68, 2), np.nan, dtype=np.float32)
     valid = np.zeros(len(frames), dtype=bool)
-    following = follow is not None and hasattr(detector, "detect")
-    crowded = 0
+    follower = _Follower(detector, follow) if follow is not None and hasattr(detector, "detect") else None
     for i, frame in enumerate(frames):
-        if following:
-            faces = detector.detect(frame)
-            face = min(faces, key=lambda f: np.linalg.norm(f.center - follow)) if faces else None
-            crowded += face is not None and any(f is not face and f.side > 0.5 * face.side for f in faces)
-            lm = None if face is None else face.landmarks
-            if lm is not None:
-                follow = face.center
-        else:
-            lm = detector(frame)
+        lm = follower(frame) if follower is not None else detector(frame)
         if lm is None or not np.isfinite(lm).all():
             if on_missing == "fail":
                 raise NoFaceError(f"{source}: no face found" + (f" in frame {i}" if len(frames) > 1 else ""))
@@ -65,13 +56,45 @@ def detect_landmarks(frames: np.ndarray, detector: LandmarkDetector | None = Non
                            source, i)
             continue
         out[i], valid[i] = lm, True
-    if crowded:
+    if follower is not None and follower.crowded:
         logger.warning("%s: another face in %d of %d frame(s): following the subject's face from frame to frame",
-                       source, crowded, len(frames))
+                       source, follower.crowded, len(frames))
     if not valid.any():
         raise NoFaceError(f"{source}: no face found" + (f" in any of the {len(frames)} frames" if len(frames) > 1
                                                         else ""))
     return out, valid
+
+
+class _Follower:
+    """The subject's landmarks frame after frame: a full detection (every face, the nearest to the last one kept)
+    every ``redetect`` frames and whenever the cheap path finds nothing; in between, ``detector.detect_near`` in
+    the box of the last frame's face (a few milliseconds instead of 12-45 ms for dlib's HOG pyramid)."""
+
+    def __init__(self, detector: LandmarkDetector, centre: np.ndarray, redetect: int = 24) -> None:
+        self.detector, self.centre, self.redetect = detector, np.asarray(centre, np.float64), redetect
+        self.cheap = hasattr(detector, "detect_near")
+        self.box: np.ndarray | None = None
+        self.since, self.crowded = 0, 0
+
+    def _full(self, frame: np.ndarray):
+        faces = self.detector.detect(frame)
+        face = min(faces, key=lambda f: np.linalg.norm(f.center - self.centre)) if faces else None
+        if face is not None:
+            self.crowded += any(f is not face and f.side > 0.5 * face.side for f in faces)
+            self.since = 0
+        return face
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
+        face = None
+        if self.cheap and self.box is not None and self.since < self.redetect:
+            face = self.detector.detect_near(frame, self.box)
+            self.since += 1
+        if face is None:
+            face = self._full(frame)
+        if face is None:
+            return None
+        self.box, self.centre = face.box, face.center
+        return face.landmarks
 
 
 def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
