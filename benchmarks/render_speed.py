@@ -7,10 +7,12 @@ pytorch3d's CPU rasterizer.
 Each case runs in a fresh child process so that its thread count and its memory high-water mark
 are its own. ``forward_ms`` is ``render_normal_depth`` under ``torch.no_grad()``;
 ``forward_backward_ms`` renders with gradients and back-propagates ``sum(w * normal) + sum(depth)``
-to the world vertices; both are medians over the repeats after one warm-up. ``peak_mem_mb`` is, on
-CPU, the highest resident set size sampled every 0.5 ms by a thread during one forward+backward
-pass, minus the resident set just before it (the process-wide ``ru_maxrss`` is unusable here: it
-remembers import-time peaks, and the kernel may reclaim idle pages in between); on CUDA,
+to the world vertices; both are medians over the repeats after one warm-up (``runs``: how many;
+pytorch3d on CPU is timed once). Optional backends that are not installed are skipped with a
+note. ``peak_mem_mb`` is, on CPU, the highest resident set size sampled every 0.5 ms by a thread
+during one forward+backward pass, minus the resident set just before it (the process-wide
+``ru_maxrss`` is unusable here: it remembers import-time peaks, and the kernel may reclaim idle
+pages in between); on CUDA,
 ``torch.cuda.max_memory_allocated`` above the memory allocated before it. The mesh is
 ``exphead.head_model.default_dense_mesh`` when it imports, otherwise a head-sized ellipsoid of
 ~150k faces (``meta["mesh"]`` says which).
@@ -136,24 +138,28 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     # Warm up lazily initialised state (thread pools, allocator) on a tiny scene before measuring.
     tiny = Camera(cam.K[:1], cam.R[:1], cam.t[:1], 8, 8)
     render_normal_depth(verts[:1, :3].detach().requires_grad_(True), faces[:1] % 3, tiny).depth.sum().backward()
+    first: list[tuple[float, float]] = []
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        forward_backward()
+        first.append(timed(forward_backward))
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = _peak_rss_rise_mb(forward_backward)
-    forward()
-    fwd = [timed(forward) for _ in range(case["repeats"])]
-    fwd_bwd = [timed(forward_backward) for _ in range(case["repeats"])]
+        peak = _peak_rss_rise_mb(lambda: first.append(timed(forward_backward)))
+    if case["repeats"]:
+        forward()
+        fwd = [timed(forward) for _ in range(case["repeats"])]
+        fwd_bwd = [timed(forward_backward) for _ in range(case["repeats"])]
+    else:  # a slow backend: one forward, and the memory-measuring forward+backward is the timed one
+        fwd, fwd_bwd = [timed(forward)], first
     return {"backend": case["backend"], "device": case["device"], "threads": case["threads"],
             "cull_backfaces": case["cull_backfaces"],
             "resolution": case["resolution"], "batch": case["batch"], "faces": int(faces.shape[0]),
             "forward_ms": round(statistics.median(t for t, _ in fwd), 1),
             "forward_backward_ms": round(statistics.median(t for t, _ in fwd_bwd), 1),
             "peak_mem_mb": round(peak, 1),
-            "forward_backward_cpu_ms": round(statistics.median(c for _, c in fwd_bwd), 1)}
+            "forward_backward_cpu_ms": round(statistics.median(c for _, c in fwd_bwd), 1), "runs": len(fwd_bwd)}
 
 
 def _child(case: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +193,12 @@ def main() -> None:
     load = os.getloadavg()
     verts, faces, cam, source = dense_head(512)
     backends = ["builtin"] + [b for b in ("nvdiffrast", "pytorch3d") if _available(b)]
+    notes = [f"{b} is not installed: its rows are skipped" for b in ("nvdiffrast", "pytorch3d") if b not in backends]
+    if "nvdiffrast" in backends and args.device != "cuda":
+        notes.append("nvdiffrast needs CUDA: its rows are skipped")
+    if "pytorch3d" in backends and args.device == "cpu":
+        notes.append("pytorch3d on CPU: 256^2 batch 1 only and not with --quick, one timed forward and one "
+                     "forward+backward: its CPU rasterizer tests every face at every pixel (minutes per render)")
     threads = [torch.get_num_threads()] + ([1] if args.device == "cpu" and torch.get_num_threads() > 1 else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,11 +216,11 @@ def main() -> None:
                     if backend == "nvdiffrast" and args.device != "cuda":
                         continue
                     slow = backend == "pytorch3d" and args.device == "cpu"
-                    if slow and (batch > 1 or args.quick):
-                        continue  # its CPU path tests every face at every pixel: minutes per case
+                    if slow and (batch > 1 or res > 256 or args.quick):
+                        continue  # see the note above
                     case = {"backend": backend, "device": args.device, "threads": n, "cull_backfaces": cull,
                             "resolution": res, "batch": batch, "mesh": meshes[res],
-                            "repeats": 1 if slow else repeats}
+                            "repeats": 0 if slow else repeats}
                     log.info("running %s", {k: v for k, v in case.items() if k != "mesh"})
                     rows.append(_child(case))
     reference = {(r["resolution"], r["batch"], r["threads"]): r["forward_backward_ms"]
@@ -217,8 +229,10 @@ def main() -> None:
         builtin = reference[r["resolution"], r["batch"], r["threads"]]
         r["ratio_to_builtin"] = round(r["forward_backward_ms"] / builtin, 2)
     print_table(rows)
+    for note in notes:
+        log.info("note: %s", note)
     meta = {**machine_meta(), "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
-            "mesh": source, "vertices": int(verts.shape[1]), "repeats": repeats,
+            "mesh": source, "vertices": int(verts.shape[1]), "repeats": repeats, "notes": notes,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "timing": "median wall time (forward_backward_cpu_ms: process CPU time, all threads); "
                       "forward under no_grad, forward_backward to world vertices",

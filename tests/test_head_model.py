@@ -131,3 +131,41 @@ def test_axis_angle_roundtrip_and_relative_composition():
     base = torch.tensor([[0.1, 0.2, 0.0]])
     ref = torch.tensor([[0.0, 0.3, 0.0]])
     torch.testing.assert_close(compose_relative(base, ref, ref), base, atol=1e-6, rtol=0)
+
+
+def test_posing_matches_smplx_on_the_subset(coarse_head_model):
+    """The head model poses P exactly as smplx's own SMPL-X forward does (its 13-joint skeleton, 5 posed joints'
+    correctives and level-by-level transform composition are an exact shortcut)."""
+    from exphead.body_model import load_body_model
+    from exphead.head_model import HeadParams
+
+    model = coarse_head_model
+    body = load_body_model(None, num_betas=model.num_betas, num_expression_coeffs=model.num_expression)
+    g = torch.Generator().manual_seed(0)
+    p = HeadParams.zeros(3, model.num_betas, model.num_expression)
+    for name in ("global_orient", "neck_pose", "head_pose", "jaw_pose", "leye_pose", "reye_pose"):
+        setattr(p, name, torch.randn(3, 3, generator=g) * 0.3)
+    p.betas[:, :10] = torch.randn(3, 10, generator=g)
+    p.expression[:, :10] = torch.randn(3, 10, generator=g)
+    p.transl = torch.randn(3, 3, generator=g) * 0.1
+    body_pose = torch.zeros(3, 21, 3)
+    body_pose[:, 11], body_pose[:, 14] = p.neck_pose, p.head_pose  # joints 12 and 15 (body pose omits the root)
+    with torch.no_grad():
+        ref = body(betas=p.betas, expression=p.expression, global_orient=p.global_orient, body_pose=body_pose,
+                   jaw_pose=p.jaw_pose, leye_pose=p.leye_pose, reye_pose=p.reye_pose, transl=p.transl,
+                   left_hand_pose=torch.zeros(3, 45), right_hand_pose=torch.zeros(3, 45))
+        ours = model(p)
+    assert torch.allclose(ours.vertices, ref.vertices[:, model.subset_index], atol=1e-5)
+    assert torch.allclose(ours.joints, ref.joints[:, model.skeleton], atol=1e-5)
+
+
+def test_level_by_level_transforms_match_smplx():
+    from smplx.lbs import batch_rigid_transform, batch_rodrigues
+
+    from exphead.lbs import joint_transforms
+
+    parents = torch.tensor([-1, 0, 0, 1, 3, 2, 5, 5, 7])
+    rot = batch_rodrigues(torch.randn(2 * 9, 3) * 0.5).reshape(2, 9, 3, 3)
+    joints = torch.randn(2, 9, 3)
+    for a, b in zip(batch_rigid_transform(rot, joints, parents), joint_transforms(rot, joints, parents)):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -3,6 +3,7 @@
 import importlib
 import importlib.util
 import math
+import warnings
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from exphead.render.pytorch3d_backend import to_ndc
 from exphead.render.renderer import get_rasterizer
 
 rasterize_module = importlib.import_module("exphead.render.rasterize")  # the package exports the function
+zbuffer = importlib.import_module("exphead.render.zbuffer")
 
 
 def _camera(f: float, height: int, width: int, dtype: torch.dtype = torch.float32) -> Camera:
@@ -146,11 +148,12 @@ def test_pixel_centres_on_edges_follow_the_top_left_rule():
     torch.testing.assert_close(both, torch.where(expected_a, 0, torch.where(square, 1, -1)))
 
 
-def _triangle_soup(seed: int, count: int, height: int, width: int):
-    """Random overlapping triangles on the 1/256-pixel grid (so no snapping), sizes up to 3x the image."""
+def _triangle_soup(seed: int, count: int, height: int, width: int, max_scale: float = 300.0):
+    """Random overlapping triangles on the 1/256-pixel grid (so no snapping), sizes up to
+    ``max_scale`` pixels (the default: 3x the image); vertex depths 1, 2, 4 or 8."""
     g = torch.Generator().manual_seed(seed)
     centre = torch.rand(count, 1, 2, generator=g) * torch.tensor([width * 1.2, height * 1.2]) - 8
-    scale = torch.exp(torch.rand(count, 1, 1, generator=g) * math.log(300.0)) * 0.6
+    scale = torch.exp(torch.rand(count, 1, 1, generator=g) * math.log(max_scale)) * 0.6
     xy = torch.round((centre + scale * torch.randn(count, 3, 2, generator=g)) * 256) / 256
     z = 2.0 ** torch.randint(0, 4, (count, 3), generator=g).double()  # powers of two: u = x / z exact
     verts = torch.cat([xy.double() * z[..., None], z[..., None]], -1).reshape(1, -1, 3)
@@ -175,11 +178,66 @@ def test_chunking_and_batch_grouping_do_not_change_the_result(monkeypatch):
     verts = torch.cat([verts, verts.flip(1) * torch.tensor([1.0, 1.0, 1.0])], 0)
     K = torch.eye(3, dtype=torch.float64)[None]
     full = rasterize(verts, faces, K, 40, 40)
-    monkeypatch.setattr(rasterize_module, "_MAX_CANDIDATES", 37)
-    monkeypatch.setattr(rasterize_module, "_FACE_BLOCK", 10)
+    monkeypatch.setitem(zbuffer._MAX_CANDIDATES, "cpu", 37)
+    monkeypatch.setitem(zbuffer._FACE_BLOCK, "cpu", 10)
     chunked = rasterize(verts, faces, K, 40, 40)
     assert torch.equal(full.face_id, chunked.face_id)
     torch.testing.assert_close(full.bary, chunked.bary, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cull", [False, True])
+@pytest.mark.parametrize("tuning", ["default", "tiny"])
+def test_batch_with_culling_matches_brute_force(cull, tuning, monkeypatch):
+    # Two meshes of mostly small triangles (every window bucket), near and back-face culling; "tiny"
+    # splits them into many blocks and chunks and keeps rectangular buckets unmerged.
+    if tuning == "tiny":
+        monkeypatch.setitem(zbuffer._FACE_BLOCK, "cpu", 37)
+        monkeypatch.setitem(zbuffer._MAX_CANDIDATES, "cpu", 64)
+        monkeypatch.setattr(zbuffer, "_MIN_BUCKET", 1)
+    h, w, near = 40, 56, 1.5
+    verts = torch.cat([_triangle_soup(seed, 300, h, w, max_scale=40.0)[0] for seed in (5, 6)])
+    faces = torch.arange(900).view(300, 3)
+    frags = rasterize(verts, faces, torch.eye(3, dtype=torch.float64)[None], h, w, near=near, cull_backfaces=cull)
+    for i in range(2):
+        uv, z = verts[i, :, :2] / verts[i, :, 2:], verts[i, :, 2]
+        p = uv[faces]
+        d1, d2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+        keep = (z[faces] > near).all(1) & (~torch.tensor(cull) | (d1[:, 0] * d2[:, 1] < d1[:, 1] * d2[:, 0]))
+        assert 0.2 < keep.float().mean() < 0.8
+        ref_id, ref_depth = _reference(uv, z, faces[keep], h, w)
+        ref_id = torch.where(ref_id >= 0, keep.nonzero()[:, 0][ref_id.clamp_min(0)], -1)
+        assert torch.equal(frags.face_id[i], ref_id)
+        torch.testing.assert_close(frags.depth[i], ref_depth, rtol=1e-12, atol=0)
+
+
+def test_empty_pixels_keep_gradients_finite_next_to_faces_through_the_camera_plane():
+    # Face 0 has a vertex at z = 0 (its projection is infinite) and is culled; the empty pixels
+    # around the visible face must not turn its gradients into NaN.
+    cam = _camera(40.0, 16, 16, torch.float64)
+    verts = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.0, 1.0], [0.0, 0.1, 1.0],
+                          [-0.1, -0.1, 2.0], [0.1, -0.1, 2.0], [0.0, 0.1, 2.0]], dtype=torch.float64)[None]
+    verts.requires_grad_(True)
+    out = render_normal_depth(verts, torch.tensor([[0, 1, 2], [3, 5, 4]]), cam)
+    assert out.mask.any() and not out.mask.all()
+    (out.normal.sum() + out.depth.sum()).backward()
+    assert torch.isfinite(verts.grad).all() and verts.grad[0, 3:].abs().sum() > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_render_synchronises_at_most_once():
+    cam = _camera(200.0, 64, 48).to("cuda").expand(3)
+    verts, faces = _sphere(3, 0.3, (0.0, 0.0, 2.0))
+    verts, faces = verts.cuda().expand(3, -1, -1).contiguous(), faces.cuda()
+    render_normal_depth(verts, faces, cam)  # first call: caches the window table on the device
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            render_normal_depth(verts, faces, cam)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len([w for w in caught if "synchroniz" in str(w.message)]) <= 1
 
 
 def test_batch_equals_separate_renders():
@@ -195,7 +253,10 @@ def test_batch_equals_separate_renders():
         torch.testing.assert_close(both.depth[i], single.depth[0], rtol=0, atol=1e-6)
 
 
-def test_gradients_match_central_finite_differences():
+@pytest.mark.parametrize("dense", [False, True])
+def test_gradients_match_central_finite_differences(dense, monkeypatch):
+    if dense:  # every pixel, as off CPU: empty ones on the dummy triangle with zero weights
+        monkeypatch.setattr(rasterize_module, "_COMPACT_DEVICES", ())
     cam = _camera(40.0, 14, 16, torch.float64)
     v, faces = _sphere(1, 0.25, (0.01, -0.02, 1.0), torch.float64)  # 42 vertices, 80 faces
     g = torch.Generator().manual_seed(1)
@@ -228,6 +289,45 @@ def test_gradients_match_central_finite_differences():
         plus = loss(verts, Camera(K + dk, cam.R, cam.t, 14, 16))
         minus = loss(verts, Camera(K - dk, cam.R, cam.t, 14, 16))
     torch.testing.assert_close(grad_k[0, 0, 0], (plus - minus) / (2 * eps), rtol=1e-5, atol=1e-6)
+
+
+def test_dense_fragments_equal_compact_ones(monkeypatch):
+    # The all-pixel path (used off CPU, no host synchronisation) against the covered-pixel one.
+    cam = _camera(150.0, 40, 48).expand(2)
+    v, faces = _sphere(3, 0.3, (0.02, 0.01, 2.0))
+    verts = torch.cat([v, v * 0.7 + torch.tensor([0.1, 0.0, 0.6])]).requires_grad_(True)
+    w = torch.randn(2, 3, 40, 48, generator=torch.Generator().manual_seed(3))
+
+    def run() -> tuple[torch.Tensor, ...]:
+        out = render_normal_depth(verts, faces, cam)
+        (grad,) = torch.autograd.grad((out.normal * w).sum() + out.depth.sum(), verts)
+        return out.fragments.face_id, out.fragments.bary, out.normal, out.depth, grad
+
+    compact = run()
+    monkeypatch.setattr(rasterize_module, "_COMPACT_DEVICES", ())
+    dense = run()
+    assert 0 < (compact[0] >= 0).float().mean() < 0.9
+    assert torch.equal(compact[0], dense[0])
+    for a, b in zip(compact[1:], dense[1:]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["planes", "rows"])
+def test_interpolate_gradients_pass_gradcheck(layout):
+    cam = _camera(30.0, 10, 12, torch.float64)
+    verts, faces = _sphere(1, 0.25, (0.0, 0.01, 1.0), torch.float64)
+    frags = rasterize(verts, faces, cam.K, 10, 12)
+    bary = frags.bary.detach() if layout == "planes" else frags.bary.detach().contiguous()
+    assert bary.is_contiguous() == (layout == "rows")
+    attr = torch.randn(1, verts.shape[1], 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+
+    def fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return interpolate(a, rasterize_module.Fragments(frags.face_id, b, frags.depth), faces)
+
+    assert torch.autograd.gradcheck(fn, (attr.requires_grad_(True), bary.requires_grad_(True)))
+    out = fn(attr, bary)  # gradients arriving channel-first, as from render_normal_depth's normals
+    assert torch.autograd.gradcheck(lambda a, b: fn(a, b).permute(0, 3, 1, 2), (attr, bary))
+    assert out.shape == (1, 10, 12, 2) and (out[~frags.mask] == 0).all()
 
 
 def test_faces_behind_the_camera_are_culled():
@@ -331,12 +431,14 @@ def test_missing_backend_raises_import_error_naming_the_package(backend):
         render_normal_depth(verts, faces, _camera(50.0, 16, 16), backend=backend)
 
 
-def _agreement(backend: str, device: str) -> None:
-    cam = _camera(300.0, 96, 128).to(device)
-    verts, faces = _sphere(4, 0.5, (0.05, -0.02, 3.0))
+def _agreement(backend: str, device: str, cull_backfaces: bool = False) -> None:
+    # A batch of two (the second perturbed), so that per-element face culling is exercised too.
+    cam = _camera(300.0, 96, 128).to(device).expand(2)
+    v, faces = _sphere(4, 0.5, (0.05, -0.02, 3.0))
+    verts = torch.cat([v, v + 0.01 * torch.randn(v.shape, generator=torch.Generator().manual_seed(5))])
     verts, faces = verts.to(device), faces.to(device)
-    ours = render_normal_depth(verts, faces, cam)
-    theirs = render_normal_depth(verts, faces, cam, backend=backend)
+    ours = render_normal_depth(verts, faces, cam, cull_backfaces=cull_backfaces)
+    theirs = render_normal_depth(verts, faces, cam, backend=backend, cull_backfaces=cull_backfaces)
     same = ours.fragments.face_id == theirs.fragments.face_id
     assert same.float().mean() > 0.995  # only ties at pixel centres on edges may differ
     assert (ours.mask != theirs.mask).float().mean() < 0.002
@@ -352,6 +454,7 @@ def test_nvdiffrast_backend_agrees():
     _agreement("nvdiffrast", "cuda")
 
 
-def test_pytorch3d_backend_agrees():
+@pytest.mark.parametrize("cull", [False, True])
+def test_pytorch3d_backend_agrees(cull):
     pytest.importorskip("pytorch3d")
-    _agreement("pytorch3d", "cuda" if torch.cuda.is_available() else "cpu")
+    _agreement("pytorch3d", "cuda" if torch.cuda.is_available() else "cpu", cull)

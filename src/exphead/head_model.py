@@ -16,12 +16,14 @@ from torch import Tensor, nn
 
 from .body_model import ENV_VAR, load_body_model
 from .camera import Camera
-from .geometry import apply_sparse, vertex_normals
-from .lbs import joint_transforms, pose_feature, pose_to_rotations, skin
+from .geometry import SparseOperator, apply_sparse, vertex_normals
+from .lbs import joint_transforms, pose_feature, pose_to_rotations, skeleton_levels, skin
 from .regions import face_region, head_and_shoulders_subset
 from .subdivision import barycentric_upsampling
 
 NECK, HEAD, JAW, L_EYE, R_EYE = 12, 15, 22, 23, 24
+ROTATED = (0, NECK, HEAD, JAW, L_EYE, R_EYE)  # the joints a HeadParams poses (root = global_orient)
+POSED = ROTATED[1:]  # their pose correctives (SMPL-X's pose feature leaves out the root)
 NECK_SHARE = 0.4  # a head rotation r is split as neck_pose = 0.4 r, head_pose = 0.6 r
 
 
@@ -85,7 +87,8 @@ class HeadOutput:
         vertices: ``B x N_s x 3`` posed dense vertices Ṽ_p^s(i) (Eq. 4).
         canonical: ``B x N_s x 3`` detailed canonical vertices Ṽ^s(i) (Eq. 3).
         landmarks: ``B x 68 x 3`` posed iBUG-68 landmarks L_3D(i) on the dense mesh.
-        joints: ``B x 55 x 3`` posed joints.
+        joints: ``B x J' x 3`` posed joints of the skeleton that moves the mesh (:attr:`HeadModel.skeleton`
+            lists them).
     """
 
     vertices: Tensor
@@ -125,17 +128,28 @@ class HeadModel(nn.Module):
         self.register_buffer("coarse_faces", faces, persistent=False)
         self.register_buffer("v_template", body.v_template[index], persistent=False)
         self.register_buffer("blend_dirs", dirs_full[index], persistent=False)
-        posedirs = body.posedirs.reshape(body.posedirs.shape[0], -1, 3)[:, index]  # P x N x 3
-        self.register_buffer("posedirs", posedirs.reshape(posedirs.shape[0], -1), persistent=False)
-        self.register_buffer("joint_template", joints_rest, persistent=False)
-        self.register_buffer("joint_dirs", torch.einsum("jv,vkd->jkd", body.J_regressor, dirs_full), persistent=False)
-        self.register_buffer("parents", body.parents, persistent=False)
-
         # Dense topology (Eq. 2) and interpolated skinning weights.
         up = barycentric_upsampling(faces, n, level)
         self.register_buffer("upsample", up.matrix, persistent=False)
+        self.upsample_op = SparseOperator(up.matrix)
         self.register_buffer("faces", up.faces, persistent=False)
-        self.register_buffer("lbs_weights", apply_sparse(up.matrix, body.lbs_weights[index][None])[0], persistent=False)
+        weights = apply_sparse(up.matrix, body.lbs_weights[index][None])[0]  # N_s x 55
+
+        # The skeleton that moves P: joints skinning any vertex of P, the posed ones, and their ancestors (13 of
+        # SMPL-X's 55). Only the posed joints' rotations differ from identity, so only their pose correctives count.
+        skeleton = _skeleton(body.parents.tolist(), torch.nonzero(weights.sum(0) > 0).flatten().tolist())
+        self.register_buffer("skeleton", torch.tensor(skeleton), persistent=False)
+        parents = [skeleton.index(p) if p >= 0 else -1 for p in body.parents[skeleton].tolist()]
+        self.register_buffer("skeleton_parents", torch.tensor(parents), persistent=False)
+        self.register_buffer("rotated", torch.tensor([skeleton.index(j) for j in ROTATED]), persistent=False)
+        self.levels = skeleton_levels(parents)
+        self.register_buffer("lbs_weights", weights[:, skeleton], persistent=False)
+        self.register_buffer("joint_template", joints_rest[skeleton], persistent=False)
+        self.register_buffer("joint_dirs", torch.einsum("jv,vkd->jkd", body.J_regressor[skeleton], dirs_full),
+                             persistent=False)
+        rows = torch.cat([torch.arange(9 * (j - 1), 9 * j) for j in POSED])
+        posedirs = body.posedirs[rows].reshape(rows.shape[0], -1, 3)[:, index]  # 9|POSED| x N x 3
+        self.register_buffer("posedirs", posedirs.reshape(rows.shape[0], -1), persistent=False)
 
         # Landmarks: 51 static + the frontal contour, reordered to iBUG-68, mapped onto the dense mesh.
         full_faces = torch.cat([body.dynamic_lmk_faces_idx[0], body.lmk_faces_idx])
@@ -154,6 +168,8 @@ class HeadModel(nn.Module):
         coarse_ids = torch.nonzero(rows.abs().sum(0)).squeeze(1)
         self.register_buffer("landmark_coarse_ids", coarse_ids, persistent=False)
         self.register_buffer("landmark_rows", rows[:, coarse_ids], persistent=False)
+        cols = (coarse_ids[:, None] * 3 + torch.arange(3)).reshape(-1)
+        self.register_buffer("landmark_posedirs", self.posedirs[:, cols], persistent=False)
 
         neutral = self.canonical(HeadParams.zeros(1, self.num_betas, self.num_expression))
         normals = vertex_normals(neutral, self.faces)[0]
@@ -186,19 +202,23 @@ class HeadModel(nn.Module):
 
     def canonical(self, params: HeadParams, delta_g: Tensor | None = None, delta_f: Tensor | None = None) -> Tensor:
         """Detailed canonical dense vertices Ṽ^s = B(V) + Δg + Δf (Eq. 3), ``B x N_s x 3``."""
-        dense = apply_sparse(self.upsample, self.coarse_shaped(params))
+        dense = self.upsample_op(self.coarse_shaped(params))
         if delta_g is not None:
             dense = dense + delta_g
         if delta_f is not None:
             dense = dense + delta_f
         return dense
 
-    def full_pose(self, params: HeadParams) -> Tensor:
-        """``B x 55 x 3`` SMPL-X pose with only the root, neck, head, jaw and eyes set."""
-        pose = params.expression.new_zeros(params.batch_size, 55, 3)
-        pose[:, 0], pose[:, NECK], pose[:, HEAD] = params.global_orient, params.neck_pose, params.head_pose
-        pose[:, JAW], pose[:, L_EYE], pose[:, R_EYE] = params.jaw_pose, params.leye_pose, params.reye_pose
-        return pose
+    def skeleton_rotations(self, params: HeadParams) -> Tensor:
+        """``B x J' x 3 x 3`` local rotations of the skeleton's joints (:attr:`skeleton`): the root, neck, head,
+        jaw and eyes from ``params``, identity elsewhere."""
+        b = params.batch_size
+        posed = torch.stack([params.global_orient, params.neck_pose, params.head_pose, params.jaw_pose,
+                             params.leye_pose, params.reye_pose], 1)  # B x 6 x 3, in ROTATED order
+        rotations = pose_to_rotations(posed)
+        eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
+        out = eye.expand(b, self.skeleton.shape[0], 3, 3)
+        return out.index_copy(1, self.rotated, rotations) if b else out
 
     def forward(self, params: HeadParams, delta_g: Tensor | None = None, delta_f: Tensor | None = None) -> HeadOutput:
         """Pose the detailed dense mesh (Eq. 4).
@@ -208,7 +228,7 @@ class HeadModel(nn.Module):
             delta_g: ``N_s x 3`` or ``B x N_s x 3`` static identity offsets Δg.
             delta_f: ``B x N_s x 3`` per-frame expression offsets Δf(i).
         """
-        canonical, vertices, joints = self._pose(params, self.upsample, self.lbs_weights, delta_g, delta_f)
+        canonical, vertices, joints = self._pose(params, self.upsample_op, self.lbs_weights, delta_g, delta_f)
         return HeadOutput(vertices, canonical, self.landmarks_of(vertices), joints)
 
     def posed_landmarks(self, params: HeadParams, delta_g: Tensor | None = None,
@@ -224,41 +244,58 @@ class HeadModel(nn.Module):
         corners = verts.reshape(verts.shape[0], -1, 3, 3)
         return torch.einsum("blkd,lk->bld", corners, self.landmark_bary.to(verts.dtype))
 
-    def _pose(self, params: HeadParams, upsample: Tensor, weights: Tensor, delta_g: Tensor | None,
+    def _pose(self, params: HeadParams, upsample: SparseOperator | Tensor, weights: Tensor, delta_g: Tensor | None,
               delta_f: Tensor | None, coarse_ids: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Canonical and posed vertices for the rows of ``upsample`` (rows of B, sparse, or dense restricted to
-        the columns ``coarse_ids``), and the posed joints."""
+        """Canonical and posed vertices for the rows of ``upsample`` (B as a :class:`SparseOperator`, or dense rows
+        of B restricted to the columns ``coarse_ids``), and the posed joints."""
         b = params.batch_size
         coeffs = torch.cat([params.betas, params.expression], dim=-1)
         joints = self.joint_template + torch.einsum("bl,jkl->bjk", coeffs, self.joint_dirs)
-        rotations = pose_to_rotations(self.full_pose(params))
+        rotations = self.skeleton_rotations(params)
+        feature = pose_feature(rotations[:, self.rotated])  # the posed joints but the root
         if coarse_ids is None:
             shaped = self.coarse_shaped(params)
-            offsets = (pose_feature(rotations) @ self.posedirs).reshape(b, -1, 3)
-            up = lambda x: apply_sparse(upsample, x)  # noqa: E731
+            offsets = (feature @ self.posedirs).reshape(b, -1, 3)
+            up = upsample
         else:
             shaped = self.v_template[coarse_ids] + torch.einsum("bl,nkl->bnk", coeffs, self.blend_dirs[coarse_ids])
-            cols = (coarse_ids[:, None] * 3 + torch.arange(3, device=coarse_ids.device)).reshape(-1)
-            offsets = (pose_feature(rotations) @ self.posedirs[:, cols]).reshape(b, -1, 3)
-            up = lambda x: upsample.to(x.dtype) @ x  # noqa: E731
+            offsets = (feature @ self.landmark_posedirs).reshape(b, -1, 3)
+            up = lambda x: _rows_times(upsample.to(x.dtype), x)  # noqa: E731
         canonical = up(shaped)
         if delta_g is not None:
             canonical = canonical + delta_g
         if delta_f is not None:
             canonical = canonical + delta_f
         posed_rest = canonical + up(offsets)
-        posed_joints, transforms = joint_transforms(rotations, joints, self.parents)
+        posed_joints, transforms = joint_transforms(rotations, joints, self.skeleton_parents, self.levels)
         vertices = skin(posed_rest, weights, transforms) + params.transl[:, None]
         return canonical, vertices, posed_joints + params.transl[:, None]
 
     def head_weight(self) -> Tensor:
         """``N_s``: each dense vertex's skinning weight on the rigid head (head, jaw and eye joints), in [0, 1]."""
-        return self.lbs_weights[:, [HEAD, JAW, L_EYE, R_EYE]].sum(1).clamp(0, 1)
+        columns = [self.skeleton.tolist().index(j) for j in (HEAD, JAW, L_EYE, R_EYE)]
+        return self.lbs_weights[:, columns].sum(1).clamp(0, 1)
 
     def landmarks_of(self, vertices: Tensor) -> Tensor:
         """``B x N_s x 3`` dense vertices -> ``B x 68 x 3`` iBUG-68 landmarks."""
         corners = vertices[:, self.faces[self.landmark_faces]]  # B x 68 x 3 x 3
         return torch.einsum("blkd,lk->bld", corners, self.landmark_bary.to(vertices.dtype))
+
+
+def _rows_times(rows: Tensor, x: Tensor) -> Tensor:
+    """``P x C`` dense rows applied to ``B x C x 3``: one matrix product over the batch folded into columns."""
+    b, c, d = x.shape
+    return (rows @ x.permute(1, 0, 2).reshape(c, b * d)).reshape(-1, b, d).permute(1, 0, 2)
+
+
+def _skeleton(parents: list[int], joints: list[int]) -> list[int]:
+    """``joints`` and ``ROTATED`` with all their ancestors, sorted (parents come before children)."""
+    keep = set(joints) | set(ROTATED)
+    for j in list(keep):
+        while parents[j] >= 0:
+            j = parents[j]
+            keep.add(j)
+    return sorted(keep)
 
 
 def default_dense_mesh(height: int = 512, width: int = 512) -> tuple[Tensor, Tensor, Camera]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from exphead.geometry import apply_sparse
+from exphead.geometry import SparseOperator
 
 
 @dataclass
@@ -62,10 +62,10 @@ def masked_l1(pred: Tensor, target: Tensor, mask: Tensor, clamp: float | None = 
     return (err * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def laplacian_loss(laplacian: Tensor, field: Tensor) -> Tensor:
+def laplacian_loss(laplacian: SparseOperator, field: Tensor) -> Tensor:
     """L_lap: mean squared uniform-Laplacian of a ``B x N x 3`` (or ``N x 3``) displacement field."""
     f = field if field.dim() == 3 else field[None]
-    return apply_sparse(laplacian, f).pow(2).sum(-1).mean()
+    return laplacian(f).pow(2).sum(-1).mean()
 
 
 def align_depth(pred: Tensor, target: Tensor, mask: Tensor, mode: str) -> Tensor:

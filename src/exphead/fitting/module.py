@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from exphead.camera import Camera
-from exphead.geometry import uniform_laplacian, vertex_normals
+from exphead.geometry import SparseOperator, uniform_laplacian, vertex_normals
 from exphead.head_model import HeadModel, HeadParams, split_head_rotation
 from exphead.render import render_normal_depth
 
@@ -99,8 +99,7 @@ class HeadFitModule(pl.LightningModule):
         self.delta_g_mm = nn.Parameter(static_init_mm * normals * static_prior(self.model)[:, None])
         self.delta_f_mm = nn.Embedding(num_frames, face.shape[0] * 3, sparse=True)
         nn.init.zeros_(self.delta_f_mm.weight)
-        self.register_buffer("laplacian", uniform_laplacian(self.model.faces, self.model.num_vertices),
-                             persistent=False)
+        self.laplacian = SparseOperator(uniform_laplacian(self.model.faces, self.model.num_vertices))
 
     @property
     def camera(self) -> Camera:
