@@ -23,15 +23,19 @@ def driving_video(tmp_path_factory, head_model):
 
 
 def test_cli_writes_video_and_previews(tmp_path, driving_video):
-    out = tmp_path / "astro.mp4"
-    rc = animate_main(["--driving", str(driving_video), "--out", str(out), "--size", "128", "--fit_size", "128",
-                       "--max_frames", "5", "--fit_steps", "2", "--tracker.steps", "30"])
-    assert rc == 0
-    frames, _ = read_frames(out)
-    assert frames.shape == (5, 128, 128, 3)
+    """The whole reference photo by default (the animated crop composited into it), the crop on request."""
+    args = ["--driving", str(driving_video), "--size", "128", "--fit_size", "128", "--max_frames", "5", "--fit_steps",
+            "2", "--tracker.steps", "30"]
+    assert animate_main([*args, "--out", str(tmp_path / "astro.mp4")]) == 0
+    frames, _ = read_frames(tmp_path / "astro.mp4")
+    assert frames.shape == (5, 512, 512, 3)  # skimage's astronaut photo is 512 x 512
+    photo = data.astronaut()
+    assert np.abs(frames[:, 400:].astype(float) - photo[400:]).mean() < 5  # below the face: the photo (H.264)
     preview, _ = read_frames(tmp_path / "astro_preview.mp4")
     assert preview.shape == (5, 128, 4 * 128, 3)
     assert (tmp_path / "astro_preview.png").is_file()
+    assert animate_main([*args, "--out", str(tmp_path / "crop.mp4"), "--output.crop_only", "true"]) == 0
+    assert read_frames(tmp_path / "crop.mp4")[0].shape == (5, 128, 128, 3)
 
 
 def _talking_frames(model, jaw: list[float]) -> np.ndarray:

@@ -58,4 +58,4 @@ def test_cli_default_drives_the_astronaut_with_the_real_clip(tmp_path, caplog):
     assert rc == 0
     assert "carphone" in caplog.text
     frames, _ = read_frames(out)
-    assert frames.shape == (5, 96, 96, 3)
+    assert frames.shape == (5, 512, 512, 3)  # the whole astronaut photo

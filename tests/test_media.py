@@ -105,3 +105,16 @@ def test_failed_writes_leave_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     write_video(tmp_path / "odd.mp4", np.zeros((2, 17, 21, 3), np.uint8))  # odd sizes lose a row and a column
     assert read_frames(tmp_path / "odd.mp4")[0].shape == (2, 16, 20, 3)
+
+
+def test_mtcnn_finds_the_faces_dlib_misses():
+    """The camera-man (a 3/4 view in grey) defeats dlib's HOG detector; MTCNN's box then feeds the 68-point
+    shape predictor (the fallback for paintings, drawings and statues), landmarks inside the face."""
+    from exphead.tracking import DlibFaceDetector, MTCNNFaceDetector
+
+    image = np.repeat(data.camera()[..., None], 3, 2)
+    assert DlibFaceDetector(cnn_fallback=False, mtcnn_fallback=False).detect(image) == []
+    (face,) = DlibFaceDetector(cnn_fallback=False).detect(image)
+    mtcnn = MTCNNFaceDetector().detect(image)[0]
+    offset = np.linalg.norm(face.five - mtcnn.five, axis=1)  # eyes, nose tip, mouth corners of the two models
+    assert offset.mean() < 0.25 * (mtcnn.box[2] - mtcnn.box[0]), offset

@@ -107,7 +107,7 @@ def test_killed_exp_animate_leaves_no_video_and_resumes(talker, tmp_path):
 
     assert main(args) == 0
     frames, _ = read_frames(out)
-    assert frames.shape == (20, 64, 64, 3)
+    assert frames.shape == (20, 512, 512, 3)  # the whole astronaut photo
     assert read_frames(out.parent / "a_preview.mp4")[0].shape[0] == 20
     assert sorted(p.name for p in out.parent.iterdir()) == ["a.mp4", "a_preview.mp4", "a_preview.png"]
 

@@ -26,16 +26,26 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from exphead.camera import Camera
 from exphead.fitting import FitConfig, FitTargets, fit_subject
 from exphead.head_model import HeadModel, HeadParams
 from exphead.media import FrameSource, MediaError, read_image, to_tensor
 from exphead.personalized import PersonalizedHead
 from exphead.render import render_normal_images
-from exphead.tracking import CropBox, LandmarkDetector, TrackerConfig, TrackingResult, VideoTracker
-from exptransfer import driving_params, freeze_transfer, load_transfer, temporal_context, transfer, transfer_fingerprint
+from exphead.tracking import CropBox, LandmarkDetector, TrackerConfig, VideoTracker
+from exptransfer import (
+    Retargeting,
+    driving_params,
+    freeze_transfer,
+    load_transfer,
+    still_params,
+    temporal_context,
+    transfer,
+    transfer_fingerprint,
+)
+from exptransfer.retarget import BLENDED_REGIONS, Motion, Region
 
 from .generators import GeneratorInputs, GeneratorName, make_generator
+from .stream import Chunk, Plan, StreamState, cat_params, slice_params
 
 logger = logging.getLogger(__name__)
 Mode = Literal["cross", "self"]
@@ -53,6 +63,11 @@ class AnimateConfig:
         mode: cross (a portrait driven by another person) or self (the reference is a frame of the driving video).
         reference_frame: self mode: the driving frame used as the reference.
         face_index: which face is the subject when several are seen (0: the largest), then followed frame to frame.
+        animate: what of the driver moves the portrait: all, expression (no head motion), pose (no expression),
+            lips or eyes (that region's expression only).
+        motion: relative (the driver's change from its first frame, on the portrait's own face and pose) or
+            absolute (the driver's expression and pose as they are); self mode is always absolute.
+        expression_scale: how much of the driver's expression arrives (1 = all of it).
         generator: auto = diffusion when generator_weights is given, else geometric.
         generator_weights: diffusion weights folder (written by DiffusionModule.save_pretrained).
         transfer_weights: expression transfer module (exptransfer folder or .ckpt); none: SMPL-X expression only.
@@ -75,6 +90,9 @@ class AnimateConfig:
     mode: Mode = "cross"
     reference_frame: int = 0
     face_index: int = 0
+    animate: Region = "all"
+    motion: Motion = "relative"
+    expression_scale: float = 1.0
     generator: GeneratorName = "auto"
     generator_weights: str | None = None
     transfer_weights: str | None = None
@@ -101,86 +119,11 @@ class AnimateConfig:
             problems.append(f"diffusion_window must be 1 + 4k frames, got {self.diffusion_window}")
         if problems:
             raise ValueError("; ".join(problems))
+        self.retargeting()
 
-
-@dataclass
-class Plan:
-    """A prepared job: the driving source, its crop box, and the fitted reference (output size ``S``).
-
-    Attributes:
-        frames: the driving frames (a :class:`FrameSource`, or an ``F x H x W x 3`` uint8 array).
-        num_frames, fps: driving frames used (after stride and max_frames) and their rate.
-        driving_box, reference_box: the square crops in the driving frames and the reference image.
-        head: the reference identity's personalized head; camera: its camera at ``S x S``.
-        reference: ``3 x S x S`` reference crop; reference_normal: ``3 x S x S`` N^R; mode: cross or self.
-    """
-
-    frames: FrameSource | np.ndarray
-    num_frames: int
-    fps: float
-    name: str
-    driving_box: CropBox
-    reference_box: CropBox
-    head: PersonalizedHead
-    camera: Camera
-    reference: Tensor
-    reference_normal: Tensor
-    mode: Mode
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def frame_chunks(self, size: int, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first index, F' x H x W x 3 uint8)`` chunks of the driving frames from ``start``."""
-        if isinstance(self.frames, np.ndarray):
-            for s in range(start, self.num_frames, size):
-                yield s, self.frames[s:s + size]
-            return
-        index, buffer = 0, []
-        for frame in self.frames:
-            if index >= start:
-                buffer.append(frame)
-                if len(buffer) == size:
-                    yield index + 1 - size, np.stack(buffer)
-                    buffer = []
-            index += 1
-        if buffer:
-            yield index - len(buffer), np.stack(buffer)
-
-
-@dataclass
-class Chunk:
-    """Consecutive generated frames ``start .. start + F' - 1`` (all ``F' x 3 x S x S`` on the CPU)."""
-
-    start: int
-    frames: Tensor
-    driving: Tensor
-    driving_normals: Tensor
-    params: HeadParams
-
-
-@dataclass
-class StreamState:
-    """What carries from one chunk to the next.
-
-    Attributes:
-        next_frame: the next driving frame to read.
-        origin: the driver's tracked parameters of frame 0 (cross-reenactment applies motion relative to it).
-        track_tail: tracked parameters of the last frames tracked (the next chunk's tracking prefix).
-        emit_tail: tracked parameters of the last frames generated (the transfer module's left context).
-        pending_params, pending_crops: frames tracked but not generated yet (the transfer module's right
-            context was not tracked yet), with their output-size crops.
-    """
-
-    next_frame: int = 0
-    origin: HeadParams | None = None
-    track_tail: HeadParams | None = None
-    emit_tail: HeadParams | None = None
-    pending_params: HeadParams | None = None
-    pending_crops: np.ndarray | None = None
-
-    @staticmethod
-    def resume(next_frame: int, origin: HeadParams, tail: HeadParams) -> StreamState:
-        """The state after ``next_frame`` frames were generated, from the origin and their last parameters."""
-        return StreamState(next_frame, origin, tail, tail)
+    def retargeting(self) -> Retargeting:
+        """The region, motion and expression scale as :class:`exptransfer.Retargeting` (validated)."""
+        return Retargeting(self.animate, self.motion, self.expression_scale)
 
 
 @dataclass
@@ -191,6 +134,8 @@ class AnimateResult:
         frames: the generated frames; driving: the driving frames cropped like the output (``driving_box``).
         reference: ``3 x S x S`` the reference crop (``reference_box``).
         driving_normals: ``F x 3 x S x S`` the N^D images the frames follow; reference_normal: ``3 x S x S`` N^R.
+        reference_box, driving_box: the square crops in the reference image and in the driving frames.
+        reference_image: the whole reference image (``H x W x 3`` uint8), that full-frame outputs are composited into.
         components: what ran (head model, reference map source, transfer module, generator), JSON-ready.
     """
 
@@ -207,18 +152,8 @@ class AnimateResult:
     driving_params: HeadParams
     reference_box: CropBox
     driving_box: CropBox
+    reference_image: np.ndarray
     components: dict = field(default_factory=dict)
-
-
-def _cat_params(parts: list[HeadParams | None]) -> HeadParams | None:
-    parts = [p for p in parts if p is not None and p.batch_size]
-    if not parts:
-        return None
-    return HeadParams(**{k: torch.cat([getattr(p, k) for p in parts]) for k in parts[0].to_dict()})
-
-
-def _slice(params: HeadParams | None, sl: slice) -> HeadParams | None:
-    return None if params is None else params.map(lambda v: v[sl])
 
 
 class Animator:
@@ -251,6 +186,7 @@ class Animator:
             self.transfer = freeze_transfer(load_transfer(cfg.transfer_weights)).to(cfg.device)
         self.generator, self.generator_reason = make_generator(cfg.generator, cfg.generator_weights, cfg.device,
                                                                cfg.dtype, cfg.diffusion_window, cfg.seed)
+        self.region = self.model.region_weight(cfg.animate) if cfg.animate in BLENDED_REGIONS else None
 
     def components(self, head: PersonalizedHead | None = None) -> dict:
         """What runs, for logs, previews and reports (JSON-ready)."""
@@ -324,7 +260,8 @@ class Animator:
         with torch.no_grad():
             ref_normal = render_normal_images(head.posed_neutral(0), self.model.faces, camera)[0].cpu()
         t["fit_reference"] = time.perf_counter() - clock
-        return Plan(frames, count, fps, name, drv_box, ref_box, head, camera, reference_out, ref_normal, mode, t)
+        return Plan(frames, count, fps, name, drv_box, ref_box, head, camera, reference_out, ref_normal, mode,
+                    ref_img, t)
 
     def _context(self) -> int:
         return temporal_context(self.transfer) if self.transfer is not None else 0
@@ -338,39 +275,48 @@ class Animator:
         face = self.tracker.detect(frames, box=plan.driving_box, source=plan.name)
         params = self.tracker.fit(face.landmarks, face.valid, face.height, face.width, prefix=state.track_tail).params
         if state.origin is None:
-            state.origin = _slice(params, slice(0, 1))
+            state.origin = slice_params(params, slice(0, 1))
         timings["track"] = timings.get("track", 0.0) + time.perf_counter() - clock
 
         clock = time.perf_counter()
         crops = plan.driving_box.apply(frames, cfg.size)
         held = state.pending_params.batch_size if state.pending_params is not None else 0
-        pending = _cat_params([state.pending_params, params])
+        pending = cat_params([state.pending_params, params])
         pending_crops = crops if state.pending_crops is None else np.concatenate([state.pending_crops, crops])
         ctx = self._context()
         ready = pending.batch_size if last else max(0, pending.batch_size - ctx)
-        left = _slice(state.emit_tail, slice(-ctx, None)) if ctx else None
+        left = slice_params(state.emit_tail, slice(-ctx, None)) if ctx else None
         state.next_frame = start + len(frames)
-        state.track_tail = _slice(_cat_params([state.track_tail, params]), slice(-max(cfg.overlap, 1), None))
-        state.pending_params, state.pending_crops = _slice(pending, slice(ready, None)), pending_crops[ready:]
+        state.track_tail = slice_params(cat_params([state.track_tail, params]), slice(-max(cfg.overlap, 1), None))
+        state.pending_params, state.pending_crops = slice_params(pending, slice(ready, None)), pending_crops[ready:]
         if ready == 0:
             return None
-        emitted = _slice(pending, slice(0, ready))
-        state.emit_tail = _slice(_cat_params([state.emit_tail, emitted]), slice(-max(cfg.overlap, ctx, 1), None))
+        emitted = slice_params(pending, slice(0, ready))
+        state.emit_tail = slice_params(cat_params([state.emit_tail, emitted]), slice(-max(cfg.overlap, ctx, 1), None))
         n_left = left.batch_size if left is not None else 0
-        motion = driving_params(plan.head, _cat_params([left, pending]), plan.mode, origin=state.origin)
-        driven = transfer(plan.head, motion, self.transfer)
+        vertices, landmarks = self._drive(plan, cat_params([left, pending]), state.origin)
         timings["transfer"] = timings.get("transfer", 0.0) + time.perf_counter() - clock
 
         clock = time.perf_counter()
         with torch.no_grad():
             ref_vertices = plan.head.frame(0).vertices[0]
         keep = slice(n_left, n_left + ready)
-        inputs = GeneratorInputs(plan.reference, plan.reference_normal, ref_vertices, driven.vertices[keep],
-                                 driven.landmarks[keep], self.model.faces, plan.camera, self.model.head_weight())
+        inputs = GeneratorInputs(plan.reference, plan.reference_normal, ref_vertices, vertices[keep], landmarks[keep],
+                                 self.model.faces, plan.camera, self.model.head_weight())
         out = self.generator(inputs.to(cfg.device), progress=False)
         timings["generate"] = timings.get("generate", 0.0) + time.perf_counter() - clock
         return Chunk(start - held, out.frames, to_tensor(pending_crops[:ready]), out.driving_normals,
                      emitted.map(lambda v: v.cpu()))
+
+    def _drive(self, plan: Plan, tracked: HeadParams, origin: HeadParams) -> tuple[Tensor, Tensor]:
+        """Posed meshes ``F x N_s x 3`` and landmarks ``F x 68 x 3`` of the reference driven by ``tracked``."""
+        motion = driving_params(plan.head, tracked, plan.mode, origin, self.config.retargeting())
+        driven = transfer(plan.head, motion, self.transfer)
+        if self.region is None:
+            return driven.vertices, driven.landmarks
+        still = transfer(plan.head, still_params(plan.head, motion.batch_size), self.transfer)
+        vertices = still.vertices + self.region[:, None].to(still.vertices) * (driven.vertices - still.vertices)
+        return vertices, self.model.landmarks_of(vertices)
 
     def chunks(self, plan: Plan, state: StreamState | None = None, timings: dict[str, float] | None = None
                ) -> Iterator[Chunk]:
@@ -394,8 +340,8 @@ class Animator:
         cat = lambda key: torch.cat([getattr(c, key) for c in chunks])  # noqa: E731
         return AnimateResult(cat("frames"), cat("driving"), plan.reference, cat("driving_normals"),
                              plan.reference_normal, self.generator.name, self.generator_reason, plan.timings,
-                             plan.fps, plan.head, _cat_params([c.params for c in chunks]), plan.reference_box,
-                             plan.driving_box, self.components(plan.head))
+                             plan.fps, plan.head, cat_params([c.params for c in chunks]), plan.reference_box,
+                             plan.driving_box, plan.reference_image, self.components(plan.head))
 
 
 def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, config: AnimateConfig | None = None,
@@ -405,5 +351,4 @@ def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, confi
     return Animator(config, model, detector).animate(reference, driving, driving_fps)
 
 
-__all__ = ["AnimateConfig", "AnimateResult", "Animator", "Chunk", "Plan", "StreamState", "TrackingResult",
-           "animate"]
+__all__ = ["AnimateConfig", "AnimateResult", "Animator", "animate"]

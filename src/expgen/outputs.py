@@ -26,10 +26,21 @@ from torch import Tensor
 
 from exphead.head_model import HeadModel, HeadParams
 from exphead.io_utils import atomic_path
-from exphead.media import VideoWriter, contact_sheet, read_image, resize_frames, to_uint8, write_image, write_video
+from exphead.media import (
+    VideoWriter,
+    contact_sheet,
+    read_image,
+    resize_frames,
+    resize_uint8,
+    to_uint8,
+    write_image,
+    write_video,
+)
 from exphead.personalized import PersonalizedHead
+from exphead.tracking import CropBox
 
-from .animator import AnimateResult, Animator, Chunk, Plan, StreamState
+from .animator import AnimateResult, Animator
+from .stream import Chunk, Plan, StreamState
 
 logger = logging.getLogger(__name__)
 SHEET_ROWS = 4
@@ -43,10 +54,26 @@ class OutputConfig:
         preview_video: also write OUT_preview.mp4 (reference | driving | condition | result, each panel
             preview_size pixels).
         preview_size: side of each panel of the preview video (default: the output size, at most 256).
+        crop_only: write the square crop around the face instead of the whole reference image with the animated
+            crop composited into it.
+        max_side: the whole-image output is scaled down to at most this many pixels on its longer side.
     """
 
     preview_video: bool = True
     preview_size: int | None = None
+    crop_only: bool = False
+    max_side: int = 1920
+
+    def full_frame(self, frames: Tensor, image: np.ndarray, box: CropBox) -> np.ndarray:
+        """``F x H' x W' x 3`` uint8: ``frames`` (crops of ``box``) composited into ``image`` (scaled down to
+        ``max_side``), or the crops themselves with ``crop_only``."""
+        if self.crop_only:
+            return to_uint8(frames)
+        factor = min(1.0, self.max_side / max(image.shape[:2]))
+        if factor < 1:
+            image = resize_uint8(image[None], (round(image.shape[0] * factor), round(image.shape[1] * factor)))[0]
+            box = box.scaled(factor)
+        return np.concatenate([box.paste(frames[s:s + 8], image) for s in range(0, frames.shape[0], 8)])
 
     def panel_size(self, size: int) -> int:
         """The preview panels' side for output frames of ``size`` pixels."""
@@ -86,7 +113,8 @@ def write_outputs(result: AnimateResult, out_path: str | Path, config: OutputCon
     cfg = config or OutputConfig()
     out_path = Path(out_path)
     stem = out_path.with_suffix("")
-    paths = {"video": write_video(out_path, result.frames, result.fps)}
+    frames = cfg.full_frame(result.frames, result.reference_image, result.reference_box)
+    paths = {"video": write_video(out_path, frames, result.fps)}
     if cfg.preview_video:
         panels = preview_panels(result.reference, result.driving, result.driving_normals, result.frames,
                                 cfg.panel_size(result.frames.shape[-1]))
@@ -188,7 +216,7 @@ def animate_to_file(animator: Animator, reference: str | np.ndarray | None, driv
     cfg = config or OutputConfig()
     out = Path(out_path)
     stem = out.with_suffix("")
-    work = _WorkFolder(out, job_key(animator, reference, driving, mode))
+    work = _WorkFolder(out, {**job_key(animator, reference, driving, mode), "output": asdict(cfg)})
     starts, state = work.finished()
     saved = work.head(animator.model)
     plan = animator.prepare(reference, driving, driving_fps, mode, fitted=saved)
@@ -221,7 +249,7 @@ def animate_to_file(animator: Animator, reference: str | np.ndarray | None, driv
 def _write_chunk(work: _WorkFolder, plan: Plan, chunk: Chunk, rows: list[int], cfg: OutputConfig) -> None:
     clock = time.perf_counter()
     with VideoWriter(work.root / f"video_{chunk.start:06d}.mp4", plan.fps) as writer:
-        writer.write(chunk.frames)
+        writer.write(cfg.full_frame(chunk.frames, plan.reference_image, plan.reference_box))
     if cfg.preview_video:
         panels = preview_panels(plan.reference, chunk.driving, chunk.driving_normals, chunk.frames,
                                 cfg.panel_size(chunk.frames.shape[-1]))

@@ -18,7 +18,7 @@ from .body_model import ENV_VAR, load_body_model
 from .camera import Camera
 from .geometry import SparseOperator, apply_sparse, vertex_normals
 from .lbs import joint_transforms, pose_feature, pose_to_rotations, skeleton_levels, skin
-from .regions import face_region, head_and_shoulders_subset
+from .regions import FEATURE_LANDMARKS, face_region, feature_region, head_and_shoulders_subset
 from .subdivision import barycentric_upsampling
 
 NECK, HEAD, JAW, L_EYE, R_EYE = 12, 15, 22, 23, 24
@@ -270,6 +270,19 @@ class HeadModel(nn.Module):
         posed_joints, transforms = joint_transforms(rotations, joints, self.skeleton_parents, self.levels)
         vertices = skin(posed_rest, weights, transforms) + params.transl[:, None]
         return canonical, vertices, posed_joints + params.transl[:, None]
+
+    def region_weight(self, region: str) -> Tensor:
+        """``N_s`` soft weight of a facial region of the neutral mesh: ``"lips"`` (the mouth and its surround),
+        ``"eyes"`` (eyelids and brows), see :func:`exphead.regions.feature_region`."""
+        neutral = self.canonical(HeadParams.zeros(1, self.num_betas, self.num_expression,
+                                                  device=self.v_template.device))[0]
+        landmarks = self.landmarks_of(neutral[None])[0]
+        if region == "lips":
+            return feature_region(neutral, landmarks, self.face_mask, FEATURE_LANDMARKS["lips"], 0.012)
+        if region == "eyes":
+            ids = FEATURE_LANDMARKS["eyes"] + FEATURE_LANDMARKS["brows"]
+            return feature_region(neutral, landmarks, self.face_mask, ids, 0.012)
+        raise ValueError(f"region must be 'lips' or 'eyes', got {region!r}")
 
     def head_weight(self) -> Tensor:
         """``N_s``: each dense vertex's skinning weight on the rigid head (head, jaw and eye joints), in [0, 1]."""

@@ -65,3 +65,21 @@ def face_region(vertices: Tensor, normals: Tensor, landmarks: Tensor, head_joint
     inside = torch.from_numpy(points_in_poly(vertices[:, :2].detach().cpu().numpy(), polygon))
     front = (normals[:, 2] > 0.2) & (vertices[:, 2] > head_joint[2])
     return (inside.to(vertices.device) & front).to(vertices.dtype)
+
+
+# iBUG-68 landmark groups of the regions an animation can be limited to.
+FEATURE_LANDMARKS = {"lips": tuple(range(48, 68)), "eyes": tuple(range(36, 48)), "brows": tuple(range(17, 27))}
+
+
+def feature_region(vertices: Tensor, landmarks: Tensor, face_mask: Tensor, ids: tuple[int, ...],
+                   radius: float) -> Tensor:
+    """``N`` soft weight in [0, 1] of the neighbourhood of landmarks ``ids`` on a neutral mesh: 1 within the
+    landmarks' frontal (x, y) bounding ellipse grown by ``radius`` / 2 (metres), falling smoothly to 0 at
+    ``radius`` beyond it, and 0 off the face."""
+    pts = landmarks[list(ids), :2]
+    centre = (pts.max(0).values + pts.min(0).values) / 2
+    half = (pts.max(0).values - pts.min(0).values) / 2 + radius / 2
+    d = (((vertices[:, :2] - centre) / half) ** 2).sum(1).sqrt()  # 1 on the grown ellipse
+    reach = 1 + radius / half.min()
+    t = ((reach - d) / (reach - 1)).clamp(0, 1)
+    return t * t * (3 - 2 * t) * face_mask

@@ -13,10 +13,10 @@ from .geometry_mlp import GeometryMLP
 from .identity import IdentityGeometry, identity_geometry
 from .module import TransferModule
 from .network import ExpressionTransfer
+from .retarget import Retargeting, driving_params, still_params
 from .synthetic import adapted_details, write_synthetic_heads
 from .transfer import (
     TransferResult,
-    driving_params,
     freeze_transfer,
     load_transfer,
     temporal_context,
@@ -30,6 +30,7 @@ __all__ = [
     "GeometryMLP",
     "HeadWindowDataset",
     "IdentityGeometry",
+    "Retargeting",
     "TransferDataModule",
     "TransferModule",
     "TransferResult",
@@ -38,6 +39,7 @@ __all__ = [
     "freeze_transfer",
     "identity_geometry",
     "load_transfer",
+    "still_params",
     "temporal_context",
     "transfer",
     "transfer_fingerprint",

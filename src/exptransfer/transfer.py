@@ -1,8 +1,7 @@
 """Cross-identity expression transfer (paper Sec. 3.2, 3.3): a target head + a driver's ψ, ω and pose ->
 per-frame detailed canonical and posed dense meshes of the target, ready for rendering.
 
-* :func:`driving_params` — the driver's parameters on the target identity (its β; in cross-reenactment the
-  driver's head motion relative to its first frame, applied on the target's own pose);
+* :func:`exptransfer.retarget.driving_params` — the driver's parameters on the target identity;
 * :func:`transfer` — Δf(i) from the frozen transfer module (or none, for SMPL-X expressions alone) and LBS
   posing, ``frame_chunk`` frames at a time;
 * :func:`load_transfer` / :func:`freeze_transfer` / :func:`transfer_fingerprint` — the trained module, as
@@ -16,19 +15,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from exphead.head_model import HeadModel, HeadParams, split_head_rotation
+from exphead.head_model import HeadModel, HeadParams
 from exphead.personalized import PersonalizedHead
-from exphead.rotations import compose_relative
 
 from .identity import identity_geometry
 from .network import ExpressionTransfer
-
-Mode = Literal["cross", "self"]
 
 
 @dataclass
@@ -89,33 +84,6 @@ def transfer_fingerprint(module: ExpressionTransfer) -> str:
 def temporal_context(module: ExpressionTransfer) -> int:
     """Frames each side that one code q_i of the encoder E sees (its temporal receptive field)."""
     return sum(block.kernel // 2 for block in module.encoder.blocks)
-
-
-def driving_params(target: PersonalizedHead, driving: HeadParams, mode: Mode = "cross",
-                   origin: HeadParams | None = None) -> HeadParams:
-    """The driver's ``F`` frames of parameters on the target identity (its β, the driver's ψ_i and ω_i).
-
-    ``self``: the driver's absolute pose (same person, same crop). ``cross``: the driver's head rotation
-    relative to its ``origin`` frame (default: the first of ``driving``; a video driven in chunks passes its
-    frame 0) applied on top of the target's (frame 0) pose, and its translation relative to the origin scaled by
-    the ratio of the two depths.
-    """
-    n = driving.batch_size
-    p = driving.map(lambda v: v.clone())
-    p.betas = target.betas.to(p.expression).expand(n, -1).clone()
-    if mode == "cross":
-        ref = target.params
-        origin = origin if origin is not None else driving.map(lambda v: v[:1])
-        ref_rot = (ref.neck_pose + ref.head_pose)[:1].to(p.expression).expand(n, -1)
-        rot = driving.neck_pose + driving.head_pose
-        rot0 = (origin.neck_pose + origin.head_pose).to(rot).expand(n, -1)
-        p.neck_pose, p.head_pose = split_head_rotation(compose_relative(ref_rot, rot, rot0))
-        ratio = ref.transl[0, 2].to(rot) / origin.transl[0, 2].to(rot)
-        p.transl = ref.transl[:1].to(rot) + (driving.transl - origin.transl[:1].to(rot)) * ratio
-        p.global_orient = ref.global_orient[:1].to(rot).expand(n, -1).clone()
-    elif mode != "self":
-        raise ValueError(f"mode must be 'cross' or 'self', got {mode!r}")
-    return p
 
 
 def _as_params(driving: HeadParams | tuple[Tensor, Tensor], model: HeadModel) -> HeadParams:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from exphead.media import resize_uint8
+from exphead.media import resize_frames, resize_uint8
 
 from .landmarks import NoFaceError
 
@@ -39,6 +41,49 @@ class CropBox:
         if y1 > y0 and x1 > x0:
             crop[:, y0 - self.top:y1 - self.top, x0 - self.left:x1 - self.left] = frames[:, y0:y1, x0:x1]
         return resize_uint8(crop, size)
+
+    def paste(self, crops: Tensor, image: np.ndarray, feather: float = 0.06) -> np.ndarray:
+        """The inverse of :meth:`apply`: ``F x 3 x S x S`` crops in [0, 1] put back into copies of the
+        ``H x W x 3`` uint8 ``image`` they were cut from -> ``F x H x W x 3`` uint8.
+
+        The crop is blended in over ``feather`` x its side at each edge that lies inside the image (no visible box
+        edge), after shifting its colours by the mean difference to the image in that band (no colour step
+        where a generator drifted; about zero for crops made by warping the image itself).
+        """
+        h, w = image.shape[:2]
+        if (h, w) != (self.height, self.width):
+            raise ValueError(f"the crop box was found on {self.width}x{self.height} frames, the image is {w}x{h}")
+        y0, x0 = max(self.top, 0), max(self.left, 0)
+        y1, x1 = min(self.top + self.side, h), min(self.left + self.side, w)
+        out = np.repeat(image[None], crops.shape[0], 0)
+        if y1 <= y0 or x1 <= x0:
+            return out
+        region = resize_frames(crops.float(), self.side)
+        region = region[:, :, y0 - self.top:y1 - self.top, x0 - self.left:x1 - self.left]
+        ramp = max(1.0, feather * self.side)
+
+        def edge_weight(first: int, size: int, extent: int) -> Tensor:
+            at = torch.arange(max(first, 0), min(first + size, extent)) + 0.5
+            rise = torch.ones_like(at) if first < 0 else ((at - first) / ramp).clamp(0, 1)
+            fall = torch.ones_like(at) if first + size > extent else ((first + size - at) / ramp).clamp(0, 1)
+            return rise * fall
+
+        wy, wx = edge_weight(self.top, self.side, h), edge_weight(self.left, self.side, w)
+        t = wy[:, None] * wx[None]
+        alpha = t * t * (3 - 2 * t)  # smoothstep: 1 inside, 0 at the box edges inside the image
+        below = torch.from_numpy(image[y0:y1, x0:x1]).permute(2, 0, 1).float()[None] / 255
+        band = (alpha > 0) & (alpha < 1)
+        if band.any():  # colour match in the feather band
+            shift = (below - region)[..., band].mean(-1).clamp(-0.1, 0.1)
+            region = region + shift[..., None, None]
+        blended = alpha * region + (1 - alpha) * below
+        out[:, y0:y1, x0:x1] = (blended.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return out
+
+    def scaled(self, factor: float) -> CropBox:
+        """The box in the frames resized by ``factor``."""
+        return CropBox(round(self.left * factor), round(self.top * factor), max(1, round(self.side * factor)),
+                       round(self.height * factor), round(self.width * factor))
 
     def to_crop(self, points: np.ndarray, size: int) -> np.ndarray:
         """Map ``... x 2`` full-frame pixel coordinates into the ``size``-pixel crop."""

@@ -83,10 +83,12 @@ class DlibFaceDetector:
             paintings and rendering artefacts).
         relative_score: faces scoring below this share of the best face's score are dropped (on the astronaut
             photo a patch of her suit scores 0.12 against her face's 1.16).
+        mtcnn_fallback: when both dlib detectors find nothing (paintings, drawings, statues), ask
+            facenet-pytorch's MTCNN for the face boxes; the 68 landmarks still come from dlib's shape predictor.
     """
 
     def __init__(self, upsample: int = 1, max_side: int = 640, cnn_fallback: bool = True,
-                 relative_score: float = 0.3) -> None:
+                 relative_score: float = 0.3, mtcnn_fallback: bool = True) -> None:
         import dlib
         import face_recognition_models
 
@@ -99,7 +101,7 @@ class DlibFaceDetector:
         self._cnn_path = face_recognition_models.cnn_face_detector_model_location()
         self._predictor = dlib.shape_predictor(path)
         self.upsample, self.max_side, self.cnn_fallback = upsample, max_side, cnn_fallback
-        self.relative_score = relative_score
+        self.relative_score, self.mtcnn_fallback = relative_score, mtcnn_fallback
 
     def _boxes(self, image: np.ndarray) -> tuple[list, list[float], float]:
         scale = min(1.0, self.max_side / max(image.shape[:2]))
@@ -113,6 +115,10 @@ class DlibFaceDetector:
                 self._cnn = self._dlib.cnn_face_detection_model_v1(self._cnn_path)
             found = self._cnn(small, self.upsample)
             rects, scores = [d.rect for d in found], [d.confidence for d in found]
+        if not rects and self.mtcnn_fallback:
+            faces = MTCNNFaceDetector().detect(np.ascontiguousarray(small))
+            rects = [self._dlib.rectangle(*(int(round(v)) for v in _dlib_like_box(f))) for f in faces]
+            scores = [f.score for f in faces]
         return list(rects), [float(s) for s in scores], scale
 
     def detect(self, image: np.ndarray) -> list[FaceDetection]:
@@ -164,6 +170,15 @@ class DlibFaceDetector:
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         faces = self.detect(image)
         return faces[0].landmarks if faces else None
+
+
+def _dlib_like_box(face: FaceDetection) -> np.ndarray:
+    """An MTCNN box reshaped like dlib's HOG boxes (square, from the brows to the chin), which the 68-point
+    shape predictor was trained on."""
+    eyes, mouth = face.five[:2].mean(0), face.five[3:].mean(0)
+    side = 2.35 * float(np.linalg.norm(mouth - eyes))  # matched on the astronaut photo: within 2 px of HOG's box
+    centre = (eyes + mouth) / 2
+    return np.concatenate([centre - side / 2, centre + side / 2])
 
 
 @lru_cache(maxsize=4)

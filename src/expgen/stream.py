@@ -1,0 +1,116 @@
+"""The state of a video animated in chunks: the prepared job (:class:`Plan`), each generated :class:`Chunk`, and
+what carries from one chunk to the next (:class:`StreamState`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from exphead.camera import Camera
+from exphead.head_model import HeadParams
+from exphead.media import FrameSource
+from exphead.personalized import PersonalizedHead
+from exphead.tracking import CropBox
+
+Mode = Literal["cross", "self"]
+
+
+@dataclass
+class Plan:
+    """A prepared job: the driving source, its crop box, and the fitted reference (output size ``S``).
+
+    Attributes:
+        frames: the driving frames (a :class:`FrameSource`, or an ``F x H x W x 3`` uint8 array).
+        num_frames, fps: driving frames used (after stride and max_frames) and their rate.
+        driving_box, reference_box: the square crops in the driving frames and the reference image.
+        head: the reference identity's personalized head; camera: its camera at ``S x S``.
+        reference: ``3 x S x S`` reference crop; reference_normal: ``3 x S x S`` N^R; mode: cross or self.
+        reference_image: the whole reference image (``H x W x 3`` uint8) the output is composited into.
+    """
+
+    frames: FrameSource | np.ndarray
+    num_frames: int
+    fps: float
+    name: str
+    driving_box: CropBox
+    reference_box: CropBox
+    head: PersonalizedHead
+    camera: Camera
+    reference: Tensor
+    reference_normal: Tensor
+    mode: Mode
+    reference_image: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def frame_chunks(self, size: int, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first index, F' x H x W x 3 uint8)`` chunks of the driving frames from ``start``."""
+        if isinstance(self.frames, np.ndarray):
+            for s in range(start, self.num_frames, size):
+                yield s, self.frames[s:s + size]
+            return
+        index, buffer = 0, []
+        for frame in self.frames:
+            if index >= start:
+                buffer.append(frame)
+                if len(buffer) == size:
+                    yield index + 1 - size, np.stack(buffer)
+                    buffer = []
+            index += 1
+        if buffer:
+            yield index - len(buffer), np.stack(buffer)
+
+
+@dataclass
+class Chunk:
+    """Consecutive generated frames ``start .. start + F' - 1`` (all ``F' x 3 x S x S`` on the CPU)."""
+
+    start: int
+    frames: Tensor
+    driving: Tensor
+    driving_normals: Tensor
+    params: HeadParams
+
+
+@dataclass
+class StreamState:
+    """What carries from one chunk to the next.
+
+    Attributes:
+        next_frame: the next driving frame to read.
+        origin: the driver's tracked parameters of frame 0 (cross-reenactment applies motion relative to it).
+        track_tail: tracked parameters of the last frames tracked (the next chunk's tracking prefix).
+        emit_tail: tracked parameters of the last frames generated (the transfer module's left context).
+        pending_params, pending_crops: frames tracked but not generated yet (the transfer module's right
+            context was not tracked yet), with their output-size crops.
+    """
+
+    next_frame: int = 0
+    origin: HeadParams | None = None
+    track_tail: HeadParams | None = None
+    emit_tail: HeadParams | None = None
+    pending_params: HeadParams | None = None
+    pending_crops: np.ndarray | None = None
+
+    @staticmethod
+    def resume(next_frame: int, origin: HeadParams, tail: HeadParams) -> StreamState:
+        """The state after ``next_frame`` frames were generated, from the origin and their last parameters."""
+        return StreamState(next_frame, origin, tail, tail)
+
+
+def cat_params(parts: list[HeadParams | None]) -> HeadParams | None:
+    parts = [p for p in parts if p is not None and p.batch_size]
+    if not parts:
+        return None
+    return HeadParams(**{k: torch.cat([getattr(p, k) for p in parts]) for k in parts[0].to_dict()})
+
+
+def slice_params(params: HeadParams | None, sl: slice) -> HeadParams | None:
+    return None if params is None else params.map(lambda v: v[sl])
+
+
+__all__ = ["Chunk", "Plan", "StreamState", "cat_params", "slice_params"]
