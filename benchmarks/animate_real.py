@@ -94,10 +94,8 @@ def main() -> None:
                "mouth_corr": torch.corrcoef(torch.stack([drive[ok], gen[ok]]))[0, 1].item()}
     if args.mode == "cross":
         quality["csim_vs_driver"] = csim(result.frames, result.driving).item()
-    from exphead.metrics import TrackerMotionExtractor
+    from exphead.metrics import TrackerMotionExtractor, aed, apd
     from exphead.tracking import VideoTracker
-
-    from exphead.metrics import aed, apd
 
     extractor = TrackerMotionExtractor(VideoTracker(model=model))
     gen_motion, drv_motion = extractor(result.frames), extractor(result.driving)

@@ -14,8 +14,7 @@ import torch
 from skimage import data
 
 from expgen.animator import AnimateConfig, Animator
-from expgen.outputs import animate_to_file
-from exphead.media import read_frames, write_video
+from exphead.media import read_frames
 from exphead.tracking import TrackerConfig, VideoTracker
 
 CFG = AnimateConfig(size=64, fit_size=96, fit_steps=2, tracker=TrackerConfig(steps=30), show_progress=False)
