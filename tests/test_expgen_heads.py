@@ -253,3 +253,29 @@ def test_video_source_is_cropped_once_at_both_sizes(built, tmp_path):
     clip = read_clip(report.written[0])
     expected = torch.from_numpy(to_uint8(ref.frames[:CLIP])).permute(0, 3, 1, 2)
     assert (clip.frames.int() - expected.int()).abs().max() <= 1
+
+
+def test_exp_clips_shards_sources_across_torchrun_ranks(tmp_path, coarse_head_model):
+    """Two ranks (torchrun, gloo) split three sources: every clip is written once, by the rank that owns its
+    source, and a second launch finds everything built."""
+    import json
+    import subprocess
+    import sys
+
+    sources = [str(write_synthetic_subject(coarse_head_model, tmp_path / f"s{k}", seed=k, num_frames=6, size=48))
+               for k in range(3)]
+    out = tmp_path / "clips"
+    args = [*sources, "--out", str(out), "--driving", "fitted", "--num_frames", "5", "--size", "48", "--level", "0",
+            "--fit.steps", "2", "--fit.tracker.steps", "6", "--fit.image_size", "48"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+              "-m", "expgen.cli.clips", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifests = {json.loads(p.read_text())["source"]: json.loads(p.read_text()) for p in (out / "manifests").iterdir()}
+    assert sorted(manifests) == sorted(sources)
+    assert [manifests[s]["rank"] for s in sources] == [0, 1, 0]  # source k -> rank k % 2
+    clips = sorted(p.name for p in out.glob("*.safetensors"))
+    assert clips == sorted(c for m in manifests.values() for c in m["clips"]) and len(clips) == 3
+    again = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and "0 clip(s) written, 3 already present" in again.stderr, again.stderr[-1000:]

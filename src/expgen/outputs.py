@@ -94,17 +94,46 @@ def sheet_rows(num_frames: int, rows: int = SHEET_ROWS) -> list[int]:
     return np.unique(np.linspace(0, num_frames - 1, min(rows, num_frames)).round().astype(int)).tolist()
 
 
-def _sheet(panels: list[np.ndarray]) -> np.ndarray:
+def describe(components: dict) -> list[str]:
+    """One line per component that ran, for the contact sheet's caption."""
+    model, generator = components["head_model"], components["generator"]
+    transfer = components["transfer"]
+    transfer = transfer if isinstance(transfer, str) else f"{transfer['weights']} ({transfer['fingerprint']})"
+    weights = f", weights {generator['weights_fingerprint']}" if "weights_fingerprint" in generator else ""
+    return [f"head model: {model['model_path']} (subdivision level {model['level']})",
+            f"reference fit: {components.get('reference_maps', 'landmarks only')}, {components['fit_steps']} steps",
+            f"transfer: {transfer}",
+            f"generator: {generator['generator']}{weights} ({components['generator_reason']})",
+            "columns: reference | driving | driving normal map N^D | result"]
+
+
+def _caption(sheet: np.ndarray, lines: list[str]) -> np.ndarray:
+    """``sheet`` with ``lines`` of text above it (Pillow's built-in font: nothing to install)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    line_height = 14
+    top = np.full((line_height * len(lines) + 8, sheet.shape[1], 3), 255, np.uint8)
+    canvas = Image.fromarray(top)
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((6, 4 + i * line_height), line, fill=(0, 0, 0), font=font)
+    return np.concatenate([np.asarray(canvas), sheet])
+
+
+def _sheet(panels: list[np.ndarray], components: dict | None = None) -> np.ndarray:
     s = panels[0].shape[0]
-    return contact_sheet([[p[:, k * s:(k + 1) * s] for k in range(4)] for p in panels])
+    sheet = contact_sheet([[p[:, k * s:(k + 1) * s] for k in range(4)] for p in panels])
+    return _caption(sheet, describe(components)) if components else sheet
 
 
 def preview_sheet(result: AnimateResult, rows: int = SHEET_ROWS) -> np.ndarray:
-    """A PNG-ready contact sheet: ``rows`` evenly spaced frames, each reference | driving | condition | result."""
+    """A PNG-ready contact sheet: ``rows`` evenly spaced frames, each reference | driving | condition | result,
+    captioned with what ran."""
     idx = sheet_rows(result.frames.shape[0], rows)
     panels = to_uint8(preview_panels(result.reference, result.driving[idx], result.driving_normals[idx],
                                      result.frames[idx]))
-    return _sheet(list(panels))
+    return _sheet(list(panels), result.components)
 
 
 def write_outputs(result: AnimateResult, out_path: str | Path, config: OutputConfig | None = None
@@ -239,7 +268,7 @@ def animate_to_file(animator: Animator, reference: str | np.ndarray | None, driv
     if cfg.preview_video:
         paths["preview_video"] = work.join("preview", starts, Path(f"{stem}_preview.mp4"))
     panels = [read_image(work.root / f"sheet_{i:06d}.png") for i in rows]
-    paths["preview_sheet"] = write_image(f"{stem}_preview.png", _sheet(panels))
+    paths["preview_sheet"] = write_image(f"{stem}_preview.png", _sheet(panels, animator.components(plan.head)))
     timings["write"] = timings.get("write", 0.0) + time.perf_counter() - clock
     shutil.rmtree(work.root, ignore_errors=True)
     return {"paths": paths, "frames": plan.num_frames, "timings": timings, "resumed_at": resumed_at,

@@ -210,7 +210,7 @@ class _Builder:
     def __init__(self, out: Path, heads: Path, cfg: ClipBuildConfig, model: HeadModel | None,
                  module: ExpressionTransfer | None, detector: LandmarkDetector | None) -> None:
         self.out, self.heads, self.cfg, self.model = out, heads, cfg, model
-        self.module, self.detector = module, detector
+        self.module, self.detector, self.rank = module, detector, 0
         self._models: dict[str, HeadModel] = {}
         build = {k: v for k, v in asdict(cfg).items() if k in ("num_frames", "size", "stride", "hop", "max_frames",
                                                                 "driving", "reference", "seed")}
@@ -297,7 +297,7 @@ class _Builder:
             report.written.append(write_clip(path, clip))
             logger.info("%s: wrote %s (frames %d-%d, I_R = frame %d)", name, path.name, start, start + n - 1, ref)
         with atomic_path(self.manifest(name)) as tmp:
-            tmp.write_text(json.dumps({"source": str(source), "settings": self.settings,
+            tmp.write_text(json.dumps({"source": str(source), "settings": self.settings, "rank": self.rank,
                                        "clips": [p.name for p in paths]}, indent=2))
         return paths
 
@@ -305,7 +305,8 @@ class _Builder:
 def build_clips(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                 transfer_module: str | os.PathLike | ExpressionTransfer | None = None,
                 config: ClipBuildConfig | None = None, heads_dir: str | os.PathLike | None = None,
-                model: HeadModel | None = None, detector: LandmarkDetector | None = None) -> ClipBuildReport:
+                model: HeadModel | None = None, detector: LandmarkDetector | None = None, rank: int = 0,
+                world_size: int = 1) -> ClipBuildReport:
     """Fit (or reuse) a head per source and write its clips to ``out_dir`` (see the module docstring).
 
     Args:
@@ -319,6 +320,10 @@ def build_clips(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLike
         model: the dense head model of new fits and of every head. Default: saved heads are loaded with the
             model their ``head.json`` names (built once, shared), new fits use ``HeadModel()``.
         detector: landmark detector for sources without landmarks (default dlib's).
+        rank, world_size: this process's share of the sources (source ``k`` goes to rank ``k % world_size``), for a
+            build run by ``world_size`` processes (``torchrun``; see ``exp-clips``). Each source's files are its own,
+            so the processes never write the same file, and a source a killed process left unfinished is built
+            by the next launch.
 
     Raises:
         ValueError: bad settings, duplicate subject names, clips on disk built with other settings, or (with
@@ -341,8 +346,13 @@ def build_clips(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLike
     out = Path(out_dir)
     heads = Path(heads_dir) if heads_dir is not None else out / "heads"
     builder = _Builder(out, heads, cfg, model, module, detector)
+    builder.rank = rank
     report = ClipBuildReport()
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not one of the {world_size} processes")
     for k, (source, name) in enumerate(zip(sources, names), 1):
+        if (k - 1) % world_size != rank:
+            continue
         finished = builder.done(name)
         if finished is not None:
             logger.info("[%d/%d] %s: %d clip(s) already built", k, len(names), name, len(finished))
