@@ -33,7 +33,7 @@ def test_exp_bench_ours_runs_exp_animates_configuration():
     assert ours_config(run.ours, manifest_size=128) == replace(animate_cfg, size=128, stride=1, max_frames=None,
                                                                show_progress=False)
     default = animate_config(parser, parser.parse_args(["-o", "x.mp4"]))
-    assert default.tracker.steps == 200 and default.tracker.rigid_steps == 66  # one derivation of the rigid stage
+    assert default.tracker.steps == 100 and default.tracker.rigid_steps == 33  # one derivation of the rigid stage
     assert bench.instantiate(bench.parse_args(["run", "--manifest", "m", "--out", "o"])).run.ours == default
 
 

@@ -31,7 +31,7 @@ from exphead.head_model import HeadModel, HeadParams
 from exphead.media import FrameSource, MediaError, read_image, to_tensor
 from exphead.personalized import PersonalizedHead
 from exphead.render import render_normal_images
-from exphead.tracking import CropBox, LandmarkDetector, TrackerConfig, VideoTracker
+from exphead.tracking import CropBox, LandmarkDetector, TrackerConfig, VideoTracker, smooth_tracking
 from exptransfer import (
     Retargeting,
     driving_params,
@@ -68,6 +68,8 @@ class AnimateConfig:
         motion: relative (the driver's change from its first frame, on the portrait's own face and pose) or
             absolute (the driver's expression and pose as they are); self mode is always absolute.
         expression_scale: how much of the driver's expression arrives (1 = all of it).
+        smooth_pose: zero-phase Gaussian smoothing of the driver's tracked head pose, in frames (0: none).
+        smooth_expression: the same for its expression and jaw (keep it narrow: a fast mouth is flattened).
         generator: auto = diffusion when generator_weights is given, else geometric.
         generator_weights: diffusion weights folder (written by DiffusionModule.save_pretrained).
         transfer_weights: expression transfer module (exptransfer folder or .ckpt); none: SMPL-X expression only.
@@ -93,12 +95,14 @@ class AnimateConfig:
     animate: Region = "all"
     motion: Motion = "relative"
     expression_scale: float = 1.0
+    smooth_pose: float = 1.0
+    smooth_expression: float = 0.0
     generator: GeneratorName = "auto"
     generator_weights: str | None = None
     transfer_weights: str | None = None
     diffusion_window: int = 17
     fit_steps: int = 60
-    tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(steps=200))
+    tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(steps=100))
     chunk: int = 128
     overlap: int = 8
     smplx: str | None = None
@@ -111,7 +115,8 @@ class AnimateConfig:
         problems = [f"{name} must be >= {low}, got {value}" for name, value, low in (
             ("size", self.size, 16), ("fit_size", self.fit_size, 16), ("stride", self.stride, 1),
             ("reference_frame", self.reference_frame, 0), ("fit_steps", self.fit_steps, 0),
-            ("face_index", self.face_index, 0), ("chunk", self.chunk, 2), ("overlap", self.overlap, 0))
+            ("face_index", self.face_index, 0), ("chunk", self.chunk, 2), ("overlap", self.overlap, 0),
+            ("smooth_pose", self.smooth_pose, 0), ("smooth_expression", self.smooth_expression, 0))
             if value < low]
         if self.max_frames is not None and self.max_frames < 2:
             problems.append(f"max_frames must be >= 2, got {self.max_frames}")
@@ -264,7 +269,10 @@ class Animator:
                     ref_img, t)
 
     def _context(self) -> int:
-        return temporal_context(self.transfer) if self.transfer is not None else 0
+        """Frames each side that one output frame depends on (the transfer module's window, the smoothing)."""
+        cfg = self.config
+        smoothing = int(3 * max(cfg.smooth_pose, cfg.smooth_expression))
+        return max(temporal_context(self.transfer) if self.transfer is not None else 0, smoothing)
 
     def process(self, plan: Plan, start: int, frames: np.ndarray, state: StreamState, last: bool,
                 timings: dict[str, float]) -> Chunk | None:
@@ -310,7 +318,9 @@ class Animator:
 
     def _drive(self, plan: Plan, tracked: HeadParams, origin: HeadParams) -> tuple[Tensor, Tensor]:
         """Posed meshes ``F x N_s x 3`` and landmarks ``F x 68 x 3`` of the reference driven by ``tracked``."""
-        motion = driving_params(plan.head, tracked, plan.mode, origin, self.config.retargeting())
+        cfg = self.config
+        tracked = smooth_tracking(tracked, cfg.smooth_pose, cfg.smooth_expression)
+        motion = driving_params(plan.head, tracked, plan.mode, origin, cfg.retargeting())
         driven = transfer(plan.head, motion, self.transfer)
         if self.region is None:
             return driven.vertices, driven.landmarks

@@ -334,7 +334,8 @@ class VideoWriter:
         h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
         if self._encoder is None:
             self._size = (h, w)
-            options = ["-preset", ENCODER_PRESET, "-crf", str(ENCODER_CRF), "-f", "mp4"]
+            # No B-frames: segments of a resumed job then join frame-exactly with ffmpeg's concat demuxer.
+            options = ["-preset", ENCODER_PRESET, "-crf", str(ENCODER_CRF), "-bf", "0", "-f", "mp4"]
             self._encoder = imageio_ffmpeg.write_frames(str(self._tmp), (w, h), fps=self.fps, codec="libx264",
                                                         macro_block_size=1, quality=None, output_params=options)
             self._encoder.send(None)

