@@ -1,13 +1,14 @@
 """The one image reader (EXIF orientation, every Pillow mode to 8-bit RGB) and the streaming video reader/writer."""
 
 import logging
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
 
-from exphead.media import FrameSource, MediaError, VideoWriter, read_frames, read_image, write_video
+from exphead.media import FrameSource, MediaError, VideoWriter, read_frames, read_image, write_image, write_video
 from exphead.tracking import VideoTracker
 
 PORTRAIT = data.astronaut()[:, 56:456]  # 512 x 400: not square, so a wrong orientation shows in the shape
@@ -105,6 +106,17 @@ def test_failed_writes_leave_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     write_video(tmp_path / "odd.mp4", np.zeros((2, 17, 21, 3), np.uint8))  # odd sizes lose a row and a column
     assert read_frames(tmp_path / "odd.mp4")[0].shape == (2, 16, 20, 3)
+
+
+def test_outputs_get_the_permissions_of_a_plain_open(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        image = write_image(tmp_path / "a.png", data.astronaut()[:64, :64])
+        video = write_video(tmp_path / "v.mp4", np.zeros((2, 16, 16, 3), np.uint8))
+    finally:
+        os.umask(umask)
+    assert oct(image.stat().st_mode & 0o777) == oct(video.stat().st_mode & 0o777) == "0o644"  # not mkstemp's 0o600
+    assert np.array_equal(read_image(image), data.astronaut()[:64, :64])
 
 
 def test_mtcnn_finds_the_faces_dlib_misses():

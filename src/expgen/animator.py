@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -49,6 +49,9 @@ from .stream import Chunk, Plan, StreamState, cat_params, slice_params
 
 logger = logging.getLogger(__name__)
 Mode = Literal["cross", "self"]
+ProgressFn = Callable[[str, int, int], None]
+"""``progress(stage, frame, total)``: stage fit, track, generate or write starts at driving frame ``frame`` of
+``total`` (0 while unknown; ``frame == total``: the last step, joining the written segments)."""
 
 
 @dataclass
@@ -223,7 +226,8 @@ class Animator:
         """Open the driving video, find its crop box and fit the reference (see :meth:`animate`).
 
         ``fitted``: the reference head and ``{"reference_box", "driving_box"}`` (``CropBox.to_list``) of an earlier
-        run of the same job, which skip the crop search and the fit (a resumed job).
+        run of the same job, which skip the crop search and the fit (a resumed job); without ``"driving_box"`` (the
+        same reference with another driving video: the app's cache) only the fit is skipped.
         """
         cfg, t = self.config, {}
         mode = mode or cfg.mode
@@ -237,7 +241,7 @@ class Animator:
         if count < 2:
             raise MediaError(f"{name}: {count} frame(s); at least 2 are needed")
         sample = np.unique(np.linspace(0, count - 1, min(self.tracker.sample, count)).round().astype(int))
-        if fitted is None:
+        if fitted is None or "driving_box" not in fitted[1]:
             sampled = frames[sample] if isinstance(frames, np.ndarray) else frames.read(sample)
         ref_index = cfg.reference_frame if reference_frame is None else reference_frame
         if mode == "self":
@@ -255,8 +259,9 @@ class Animator:
         clock = time.perf_counter()
         if fitted is not None:
             head, boxes = fitted
-            head = head.to(cfg.device)
-            drv_box, ref_box = CropBox.from_list(boxes["driving_box"]), CropBox.from_list(boxes["reference_box"])
+            head, ref_box = head.to(cfg.device), CropBox.from_list(boxes["reference_box"])
+            drv_box = (CropBox.from_list(boxes["driving_box"]) if "driving_box" in boxes
+                       else self.tracker.locate(sampled, source=name))
         else:
             drv_box = self.tracker.locate(sampled, source=name)
             head, ref_box = self.fit_reference(ref_img, drv_box if mode == "self" else None, ref_name)
@@ -275,10 +280,12 @@ class Animator:
         return max(temporal_context(self.transfer) if self.transfer is not None else 0, smoothing)
 
     def process(self, plan: Plan, start: int, frames: np.ndarray, state: StreamState, last: bool,
-                timings: dict[str, float]) -> Chunk | None:
+                timings: dict[str, float], progress: ProgressFn | None = None) -> Chunk | None:
         """Track one chunk of driving frames (indices ``start ..``) and generate what can be generated: all but
         the last frames the transfer module needs as right context, which wait for the next chunk."""
         cfg = self.config
+        if progress is not None:
+            progress("track", start, plan.num_frames)
         clock = time.perf_counter()
         face = self.tracker.detect(frames, box=plan.driving_box, source=plan.name)
         params = self.tracker.fit(face.landmarks, face.valid, face.height, face.width, prefix=state.track_tail).params
@@ -286,6 +293,8 @@ class Animator:
             state.origin = slice_params(params, slice(0, 1))
         timings["track"] = timings.get("track", 0.0) + time.perf_counter() - clock
 
+        if progress is not None:
+            progress("generate", start, plan.num_frames)
         clock = time.perf_counter()
         crops = plan.driving_box.apply(frames, cfg.size)
         held = state.pending_params.batch_size if state.pending_params is not None else 0
@@ -328,14 +337,16 @@ class Animator:
         vertices = still.vertices + self.region[:, None].to(still.vertices) * (driven.vertices - still.vertices)
         return vertices, self.model.landmarks_of(vertices)
 
-    def chunks(self, plan: Plan, state: StreamState | None = None, timings: dict[str, float] | None = None
-               ) -> Iterator[Chunk]:
-        """Generated chunks of the whole driving video, in order (from ``state.next_frame`` when resuming)."""
+    def chunks(self, plan: Plan, state: StreamState | None = None, timings: dict[str, float] | None = None,
+               progress: ProgressFn | None = None) -> Iterator[Chunk]:
+        """Generated chunks of the whole driving video, in order (from ``state.next_frame`` when resuming);
+        ``progress(stage, frame, total)`` hears each chunk's stages start."""
         state = state or StreamState()
         timings = plan.timings if timings is None else timings
         size = self.config.chunk
         for start, frames in plan.frame_chunks(size, state.next_frame):
-            chunk = self.process(plan, start, frames, state, start + len(frames) >= plan.num_frames, timings)
+            chunk = self.process(plan, start, frames, state, start + len(frames) >= plan.num_frames, timings,
+                                 progress)
             if chunk is not None:
                 yield chunk
 
@@ -361,4 +372,4 @@ def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, confi
     return Animator(config, model, detector).animate(reference, driving, driving_fps)
 
 
-__all__ = ["AnimateConfig", "AnimateResult", "Animator", "animate"]
+__all__ = ["AnimateConfig", "AnimateResult", "Animator", "ProgressFn", "animate"]

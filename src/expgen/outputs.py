@@ -39,7 +39,7 @@ from exphead.media import (
 from exphead.personalized import PersonalizedHead
 from exphead.tracking import CropBox
 
-from .animator import AnimateResult, Animator
+from .animator import AnimateResult, Animator, ProgressFn
 from .stream import Chunk, Plan, StreamState
 
 logger = logging.getLogger(__name__)
@@ -236,19 +236,26 @@ class _WorkFolder:
 
 def animate_to_file(animator: Animator, reference: str | np.ndarray | None, driving: str | np.ndarray,
                     out_path: str | os.PathLike, config: OutputConfig | None = None, driving_fps: float = 25.0,
-                    mode: str | None = None) -> dict:
+                    mode: str | None = None, fitted: tuple[PersonalizedHead, dict] | None = None,
+                    progress: ProgressFn | None = None) -> dict:
     """Run one job chunk by chunk into OUT.mp4 (+ previews), resumably (see the module docstring).
 
+    ``fitted``: a reference fit to reuse (:meth:`Animator.prepare`; the work folder's own fit wins);
+    ``progress(stage, frame, total)`` hears each stage start (:data:`~expgen.animator.ProgressFn`).
+
     Returns:
-        ``{"paths": {...}, "frames": F, "timings": {...}, "resumed_at": frame, "components": {...}}``.
+        ``{"paths": {...}, "frames": F, "timings": {...}, "resumed_at": frame, "components": {...}, "fps": fps,
+        "fitted": (head, boxes)}`` (``fitted`` as :meth:`Animator.prepare` takes it).
     """
     cfg = config or OutputConfig()
+    report = progress or (lambda stage, frame, total: None)
     out = Path(out_path)
     stem = out.with_suffix("")
     work = _WorkFolder(out, {**job_key(animator, reference, driving, mode), "output": asdict(cfg)})
     starts, state = work.finished()
     saved = work.head(animator.model)
-    plan = animator.prepare(reference, driving, driving_fps, mode, fitted=saved)
+    report("fit", 0, 0)
+    plan = animator.prepare(reference, driving, driving_fps, mode, fitted=saved or fitted)
     work.create()
     if saved is None:
         work.save_head(plan)
@@ -258,11 +265,13 @@ def animate_to_file(animator: Animator, reference: str | np.ndarray | None, driv
     rows = sheet_rows(plan.num_frames)
     timings = plan.timings
     state = state or StreamState()
-    for chunk in animator.chunks(plan, state, timings):
+    for chunk in animator.chunks(plan, state, timings, progress):
+        report("write", chunk.start, plan.num_frames)
         _write_chunk(work, plan, chunk, rows, cfg)
         work.save_state(chunk.start, state, chunk.start + chunk.frames.shape[0])
         starts.append(chunk.start)
         logger.info("frames %d-%d of %d done", chunk.start, chunk.start + chunk.frames.shape[0] - 1, plan.num_frames)
+    report("write", plan.num_frames, plan.num_frames)
     clock = time.perf_counter()
     paths = {"video": work.join("video", starts, out)}
     if cfg.preview_video:
@@ -272,7 +281,9 @@ def animate_to_file(animator: Animator, reference: str | np.ndarray | None, driv
     timings["write"] = timings.get("write", 0.0) + time.perf_counter() - clock
     shutil.rmtree(work.root, ignore_errors=True)
     return {"paths": paths, "frames": plan.num_frames, "timings": timings, "resumed_at": resumed_at,
-            "components": animator.components(plan.head), "fps": plan.fps}
+            "components": animator.components(plan.head), "fps": plan.fps,
+            "fitted": (plan.head, {"reference_box": plan.reference_box.to_list(),
+                                   "driving_box": plan.driving_box.to_list()})}
 
 
 def _write_chunk(work: _WorkFolder, plan: Plan, chunk: Chunk, rows: list[int], cfg: OutputConfig) -> None:

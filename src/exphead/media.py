@@ -300,8 +300,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray | Tensor) -> Path:
     """Write ``H x W x 3`` uint8 (or ``3 x H x W`` float in [0, 1]) atomically."""
     if isinstance(image, Tensor):
         image = to_uint8(image[None])[0]
+    # zlib level 1: PNGs about 20% larger, written ~5x faster than at the default level
+    options = {"compress_level": 1} if Path(path).suffix.lower() == ".png" else {}
     with atomic_path(path) as tmp:
-        iio.imwrite(tmp, image)
+        iio.imwrite(tmp, image, extension=Path(path).suffix, **options)
     return Path(path)
 
 

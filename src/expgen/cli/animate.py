@@ -64,6 +64,19 @@ def check_output_path(out: str) -> Path:
     return path
 
 
+def check_inputs(reference: str | None, driving: str | None, config: AnimateConfig) -> int | None:
+    """Fail on a bad reference image or driving video before any model loads (``exp-app`` checks its uploads the
+    same way); returns the number of driving frames the job uses (None without a driving path)."""
+    if reference is not None and config.mode == "cross":
+        read_image(reference)
+    if driving is None:
+        return None
+    count = len(FrameSource(driving, config.stride, config.max_frames))
+    if count < 2:
+        raise MediaError(f"driving {driving}: fewer than 2 frames")
+    return count
+
+
 def _inputs(args: Namespace, cfg: AnimateConfig, animator: Animator) -> tuple[object, str]:
     reference = None if cfg.mode == "self" else (args.reference or default_reference())
     if args.reference is None and cfg.mode == "cross":
@@ -86,10 +99,7 @@ def _main(argv: Sequence[str] | None) -> int:
     cfg = animate_config(parser, args)
     output = parser.instantiate(args).output
     start = time.perf_counter()
-    if args.reference is not None and cfg.mode == "cross":
-        read_image(args.reference)  # fail on a bad input before loading any model
-    if args.driving is not None and len(FrameSource(args.driving, cfg.stride, cfg.max_frames)) < 2:
-        raise MediaError(f"driving {args.driving}: fewer than 2 frames")
+    check_inputs(args.reference, args.driving, cfg)
     animator = Animator(cfg)
     for part, value in animator.components().items():
         log.info("%s: %s", part, value)
@@ -108,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command("exp-animate", _main, argv)
 
 
-__all__ = ["add_animate_options", "animate_config", "build_parser", "main"]
+__all__ = ["add_animate_options", "animate_config", "build_parser", "check_inputs", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,6 +14,9 @@ expression and pose, and the reference image is warped backward along that corre
 * inside the driving frame's inner-lip contour (iBUG 60-67), faces stretched by an opening mouth
   (area ratio above ``gap_stretch``) are shaded as the mouth cavity instead of stretching the lips.
 
+The correspondence is smooth, so it is computed at ``work_size`` pixels at most (render, flow, cavity mask)
+and up-sampled; only the final look-up reads the reference at the output's full resolution.
+
 It needs no trained weights: it is the embedded default of ``exp-animate`` and a baseline row of
 ``exp-bench``. It runs on the device of its inputs.
 """
@@ -103,28 +106,35 @@ class GeometricGenerator:
         gap_stretch: face-area ratio (driving / reference) above which a face is mouth cavity.
         feather: width (fraction of the image size) of the blend from surface flow to extended flow.
         rigid_reach: how far (fraction of the image size) beyond the head its similarity motion carries.
+        work_size: the longer side at which the correspondence is computed (the output keeps its size).
     """
 
     name = "geometric"
 
     def __init__(self, flow_sigma: float = 0.08, background_weight: float = 0.02, gap_stretch: float = 1.5,
-                 feather: float = 0.02, rigid_reach: float = 0.2) -> None:
+                 feather: float = 0.02, rigid_reach: float = 0.2, work_size: int = 256) -> None:
         self.flow_sigma, self.background_weight, self.gap_stretch = flow_sigma, background_weight, gap_stretch
-        self.feather, self.rigid_reach = feather, rigid_reach
+        self.feather, self.rigid_reach, self.work_size = feather, rigid_reach, work_size
 
     def describe(self) -> dict:
         """The generator and its settings (it has no weights)."""
         return {"generator": self.name, "flow_sigma": self.flow_sigma, "background_weight": self.background_weight,
-                "gap_stretch": self.gap_stretch, "feather": self.feather, "rigid_reach": self.rigid_reach}
+                "gap_stretch": self.gap_stretch, "feather": self.feather, "rigid_reach": self.rigid_reach,
+                "work_size": self.work_size}
 
     @torch.no_grad()
-    def __call__(self, inputs: GeneratorInputs, progress: bool = False, chunk: int = 4) -> GeneratorOutput:
+    def __call__(self, inputs: GeneratorInputs, progress: bool = False, chunk: int = 8) -> GeneratorOutput:
         """Warp the reference along the driven meshes, ``chunk`` frames at a time (see the module docstring)."""
         x = inputs
-        reference, camera, faces = x.reference, x.camera, x.faces
-        h, w = reference.shape[-2:]
-        if (camera.height, camera.width) != (h, w):
-            raise ValueError(f"camera is {camera.height}x{camera.width}, reference image {h}x{w}")
+        reference, faces = x.reference, x.faces
+        full = reference.shape[-2:]
+        if (x.camera.height, x.camera.width) != tuple(full):
+            raise ValueError(f"camera is {x.camera.height}x{x.camera.width}, reference image {full[0]}x{full[1]}")
+        factor = min(1.0, self.work_size / max(full))
+        h, w = max(1, round(full[0] * factor)), max(1, round(full[1] * factor))
+        camera = x.camera.scaled(h, w)
+        up = (lambda t: t) if (h, w) == tuple(full) else (
+            lambda t: F.interpolate(t, size=full, mode="bilinear", align_corners=False))
         device = reference.device
         ref_uv = camera.project(x.reference_vertices[None])[0]  # N x 2 pixels in the reference
         ref_area = face_normals(x.reference_vertices[None], faces, normalize=False).norm(dim=-1)[0]
@@ -136,7 +146,7 @@ class GeometricGenerator:
             verts = x.driving_vertices[s:s + chunk]
             b = verts.shape[0]
             r = render_normal_depth(verts, faces, camera.expand(b))
-            normals.append(normal_to_image(r.normal).cpu())
+            normals.append(up(normal_to_image(r.normal)).cpu())
             mask = r.mask  # B x 1 x H x W
             uv = interpolate(ref_uv[None], r.fragments, faces)  # B x H x W x 2
             flow = (uv - pix) * mask.permute(0, 2, 3, 1)
@@ -145,17 +155,20 @@ class GeometricGenerator:
                 hw = interpolate(x.head_weight[None, :, None].to(flow.dtype), r.fragments, faces)[..., 0] * mask[:, 0]
                 reach = (2 * _smooth(hw[:, None], self.rigid_reach * max(h, w))).clamp(0, 1).permute(0, 2, 3, 1)
                 rigid = _similarity_flow(pix, flow, hw) * reach
-            out = self._warp(reference, pix, flow, rigid, mask)
-            gap = self._cavity(verts, faces, ref_area, r.fragments.face_id, x.driving_landmarks[s:s + chunk], camera)
-            shade = (-r.normal[:, 2:3]).clamp(0.3, 1.0)
+            grid = self._grid(pix, flow, rigid, mask)
+            out = F.grid_sample(reference[None].expand(b, -1, -1, -1), up(grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1),
+                                mode="bilinear", padding_mode="border", align_corners=False)
+            landmarks = x.driving_landmarks[s:s + chunk]
+            gap = up(self._cavity(verts, faces, ref_area, r.fragments.face_id, landmarks, camera))
+            shade = up((-r.normal[:, 2:3]).clamp(0.3, 1.0))
             cavity = torch.tensor(MOUTH_COLOR, dtype=out.dtype, device=device)[None, :, None, None] * shade
             frames.append((out * (1 - gap) + cavity * gap).clamp(0, 1).cpu())
         return GeneratorOutput(torch.cat(frames), torch.cat(normals))
 
-    def _warp(self, reference: Tensor, pix: Tensor, flow: Tensor, rigid: Tensor, mask: Tensor) -> Tensor:
-        """Sample the reference along ``flow`` inside the silhouette and its smooth extension outside it."""
-        h, w = reference.shape[-2:]
-        b = flow.shape[0]
+    def _grid(self, pix: Tensor, flow: Tensor, rigid: Tensor, mask: Tensor) -> Tensor:
+        """``B x H x W x 2`` where each pixel reads the reference (``grid_sample`` coordinates): ``flow`` inside the
+        silhouette and its smooth extension outside it."""
+        h, w = mask.shape[-2:]
         sigma = self.flow_sigma * max(h, w)
         num = _smooth(((flow - rigid) * mask.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), sigma)
         den = _smooth(mask, sigma) + self.background_weight
@@ -167,9 +180,7 @@ class GeometricGenerator:
         soft = _gaussian_blur(inner, feather / 2).clamp(0, 1).permute(0, 2, 3, 1) * mask.permute(0, 2, 3, 1)
         flow = soft * flow + (1 - soft) * extended
         src = pix + flow  # where each output pixel reads the reference
-        grid = torch.stack([src[..., 0] / w * 2 - 1, src[..., 1] / h * 2 - 1], -1)
-        return F.grid_sample(reference[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
-                             align_corners=False)
+        return torch.stack([src[..., 0] / w * 2 - 1, src[..., 1] / h * 2 - 1], -1)
 
     def _cavity(self, verts: Tensor, faces: Tensor, ref_area: Tensor, face_id: Tensor, landmarks: Tensor,
                 camera: Camera) -> Tensor:

@@ -64,6 +64,16 @@ def configure_logging(verbose: bool = False) -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+def error_message(err: BaseException) -> str:
+    """The one-line message of a failure, as every command prints it after ``<command>: error:`` (the type's name
+    leads, unless the error is one a user causes: a bad option, value, file or missing package)."""
+    message = " ".join(str(err).split()) or type(err).__name__
+    if not isinstance(err, (CommandError, ValueError, OSError, ImportError)) and \
+            not type(err).__name__.endswith("ArgumentError"):
+        message = f"{type(err).__name__}: {message}"
+    return message
+
+
 def run_command(prog: str, main: Callable[[Sequence[str] | None], int | None],
                 argv: Sequence[str] | None = None) -> int:
     """Run ``main(argv)`` as command ``prog``: logging set up, every error one line and exit status 2."""
@@ -78,12 +88,8 @@ def run_command(prog: str, main: Callable[[Sequence[str] | None], int | None],
     except Exception as err:  # noqa: BLE001 - the one place every failure becomes a one-line message
         if os.environ.get(TRACEBACK_ENV):
             raise
-        message = " ".join(str(err).split()) or type(err).__name__
-        if not isinstance(err, (CommandError, ValueError, OSError, ImportError)) and \
-                not type(err).__name__.endswith("ArgumentError"):
-            message = f"{type(err).__name__}: {message}"
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {error_message(err)}", file=sys.stderr)
         return 2
 
 
-__all__ = ["CommandError", "configure_logging", "instantiate_config", "make_parser", "run_command"]
+__all__ = ["CommandError", "configure_logging", "error_message", "instantiate_config", "make_parser", "run_command"]
