@@ -10,6 +10,7 @@ import torch
 import trimesh
 
 from exphead.camera import Camera, project_points
+from exphead.geometry import face_normals, vertex_normals
 from exphead.render import interpolate, normal_to_image, rasterize, render_normal_depth
 from exphead.render.nvdiffrast_backend import clip_space
 from exphead.render.pytorch3d_backend import to_ndc
@@ -328,6 +329,27 @@ def test_interpolate_gradients_pass_gradcheck(layout):
     out = fn(attr, bary)  # gradients arriving channel-first, as from render_normal_depth's normals
     assert torch.autograd.gradcheck(lambda a, b: fn(a, b).permute(0, 3, 1, 2), (attr, bary))
     assert out.shape == (1, 10, 12, 2) and (out[~frags.mask] == 0).all()
+
+
+def test_vertex_normals_match_autograd_and_pass_gradcheck():
+    verts, faces = _sphere(1, 0.25, (0.0, 0.01, 1.0), torch.float64)
+    verts = torch.cat([verts, verts * 1.1]) + 0.02 * torch.randn(2, verts.shape[1], 3, dtype=torch.float64,
+                                                               generator=torch.Generator().manual_seed(5))
+    x = verts.clone().requires_grad_(True)
+    # the plain autograd definition: area-weighted face normals summed at their corners, normalised
+    area = face_normals(x, faces, normalize=False)
+    summed = torch.zeros_like(x).index_add(1, faces.reshape(-1), area.repeat_interleave(3, 1))
+    expected = torch.nn.functional.normalize(summed, dim=-1)
+    weight = torch.randn_like(expected)
+    (expected * weight).sum().backward()
+    y = verts.clone().requires_grad_(True)
+    got = vertex_normals(y, faces)
+    (got * weight).sum().backward()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(y.grad, x.grad, rtol=1e-9, atol=1e-9)
+    assert torch.autograd.gradcheck(lambda v: vertex_normals(v, faces), (verts[:1].clone().requires_grad_(True),))
+    outward = (got * (verts - verts.mean(1, keepdim=True))).sum(-1)
+    assert (outward > 0).all()  # counter-clockwise faces: normals point out of the sphere
 
 
 def test_faces_behind_the_camera_are_culled():

@@ -185,13 +185,13 @@ class GeometricGenerator:
     def _cavity(self, verts: Tensor, faces: Tensor, ref_area: Tensor, face_id: Tensor, landmarks: Tensor,
                 camera: Camera) -> Tensor:
         """``B x 1 x H x W`` mouth-cavity weight: faces stretched beyond ``gap_stretch`` inside the inner lips."""
-        area = face_normals(verts, faces, normalize=False).norm(dim=-1)
-        stretch = area / ref_area.clamp_min(1e-12)  # B x M
-        gap = torch.zeros_like(face_id, dtype=verts.dtype)
-        covered = face_id >= 0
-        gap[covered] = (stretch.gather(1, face_id.clamp_min(0).flatten(1)).view_as(face_id)[covered]
-                        > self.gap_stretch).to(verts.dtype)
-        gap = gap * self._inner_mouth(landmarks, camera).to(gap)
+        inner = self._inner_mouth(landmarks, camera).to(verts.device)
+        gap = torch.zeros_like(inner, dtype=verts.dtype)
+        hit = (face_id >= 0) & (inner > 0)  # only the faces seen inside the lips are measured
+        frame, face = torch.nonzero(hit, as_tuple=True)[0], face_id[hit]
+        triangles = verts[frame[:, None], faces[face]]  # K x 3 x 3: each seen face as a one-face mesh
+        area = face_normals(triangles, faces.new_tensor([[0, 1, 2]]), normalize=False)[:, 0].norm(dim=-1)
+        gap[hit] = (area / ref_area[face].clamp_min(1e-12) > self.gap_stretch).to(gap.dtype)
         return _gaussian_blur(gap[:, None], 1.0)
 
     @staticmethod
