@@ -49,10 +49,11 @@ def _talking_frames(model, jaw: list[float]) -> np.ndarray:
         return to_uint8(render_subject(model, subject).rgb)
 
 
-def test_result_keeps_identity_on_a_synthetic_driver(head_model):
-    """Identity only: the synthetic mouth has no dark cavity, so dlib's inner-lip points barely move on it
-    (measured gap 0-0.013 of the face height); mouth following is tested on a real video in
-    test_animate_real.py."""
+def test_result_keeps_identity_and_moves_with_a_synthetic_driver(head_model):
+    """Identity, and motion: each output frame departs from the first about as far as the driving frame departs
+    from the driver's first (a copy of the reference never departs and fails). dlib's inner-lip points barely
+    move on the synthetic mouth (no dark cavity; gap 0-0.013 of the face height), so mouth following is tested
+    on a real video in test_animate_real.py, and following the ground truth's motion in test_bench.py."""
     from exphead.metrics.csim import csim  # dlib ResNet embedding
 
     frames = _talking_frames(head_model, [0.0, 0.3, 0.05, 0.25, 0.0, 0.3])
@@ -62,6 +63,9 @@ def test_result_keeps_identity_on_a_synthetic_driver(head_model):
     assert result.driving_normals.shape == result.frames.shape == (6, 3, 256, 256)
     per_frame = csim(result.frames, result.reference[None], reduction="none")
     assert not per_frame.isnan().any() and per_frame.min() > 0.9, per_frame  # dlib's same-person cosine ~0.93+
+    out, drv = ((x - x[:1]).abs().mean(dim=(1, 2, 3)) for x in (result.frames, result.driving))
+    assert out[1:].mean() > 0.5 * drv[1:].mean(), (out, drv)  # measured 0.021 vs 0.011
+    assert torch.corrcoef(torch.stack([out, drv]))[0, 1] > 0.6, (out, drv)  # measured 0.82
 
 
 def test_no_face_in_reference_is_an_error_and_writes_nothing(tmp_path, driving_video):

@@ -36,19 +36,24 @@ def target(head_model):
 
 def test_relative_and_absolute_motion(target, head_model):
     drv = _params(5, head_model, 1)
-    rel = driving_params(target, drv, "cross", retarget=Retargeting(expression_scale=0.5))
+    rel = driving_params(target, drv, retarget=Retargeting(expression_scale=0.5))
     ref = target.params
     assert torch.equal(rel.betas, ref.betas.expand(5, -1))
     assert torch.allclose(rel.expression, ref.expression + 0.5 * (drv.expression - drv.expression[:1]))
     rotation = lambda q: q.neck_pose + q.head_pose  # noqa: E731
     assert torch.allclose(rel.expression[0], ref.expression[0]) and torch.allclose(rotation(rel)[0], rotation(ref)[0])
-    absolute = driving_params(target, drv, "cross", retarget=Retargeting(motion="absolute"))
+    absolute = driving_params(target, drv, retarget=Retargeting(motion="absolute"))
     assert torch.equal(absolute.expression, drv.expression) and torch.equal(absolute.head_pose, drv.head_pose)
-    assert torch.equal(driving_params(target, drv, "self").expression, drv.expression)  # self: always absolute
-    still_pose = driving_params(target, drv, "cross", retarget=Retargeting(region="expression"))
+    # self-reenactment: motion from the reference frame's own track (frame 2): that frame is the reference itself
+    from_frame = driving_params(target, drv, origin=drv.map(lambda v: v[2:3]))
+    for name in ("expression", "jaw_pose", "transl"):
+        assert torch.allclose(getattr(from_frame, name)[2], getattr(ref, name)[0], atol=1e-6), name
+    assert torch.allclose(rotation(from_frame)[2], rotation(ref)[0], atol=1e-5)
+    assert not torch.allclose(from_frame.expression[0], ref.expression[0])
+    still_pose = driving_params(target, drv, retarget=Retargeting(region="expression"))
     assert torch.equal(still_pose.head_pose, ref.head_pose.expand(5, -1))
     assert torch.equal(still_pose.transl, ref.transl.expand(5, -1))
-    still_face = driving_params(target, drv, "cross", retarget=Retargeting(region="pose"))
+    still_face = driving_params(target, drv, retarget=Retargeting(region="pose"))
     assert torch.equal(still_face.expression, ref.expression.expand(5, -1))
     assert not torch.allclose(still_face.head_pose, ref.head_pose.expand(5, -1))
     with pytest.raises(ValueError, match="region"):

@@ -69,7 +69,8 @@ class AnimateConfig:
         animate: what of the driver moves the portrait: all, expression (no head motion), pose (no expression),
             lips or eyes (that region's expression only).
         motion: relative (the driver's change from its first frame, on the portrait's own face and pose) or
-            absolute (the driver's expression and pose as they are); self mode is always absolute.
+            absolute (the driver's expression and pose as they are); in self mode the first frame is the reference
+            frame.
         expression_scale: how much of the driver's expression arrives (1 = all of it).
         smooth_pose: zero-phase Gaussian smoothing of the driver's tracked head pose, in frames (0: none).
         smooth_expression: the same for its expression and jaw (keep it narrow: a fast mouth is flattened).
@@ -271,7 +272,7 @@ class Animator:
             ref_normal = render_normal_images(head.posed_neutral(0), self.model.faces, camera)[0].cpu()
         t["fit_reference"] = time.perf_counter() - clock
         return Plan(frames, count, fps, name, drv_box, ref_box, head, camera, reference_out, ref_normal, mode,
-                    ref_img, t)
+                    ref_img, ref_index if mode == "self" else 0, t)
 
     def _context(self) -> int:
         """Frames each side that one output frame depends on (the transfer module's window, the smoothing)."""
@@ -290,7 +291,7 @@ class Animator:
         face = self.tracker.detect(frames, box=plan.driving_box, source=plan.name)
         params = self.tracker.fit(face.landmarks, face.valid, face.height, face.width, prefix=state.track_tail).params
         if state.origin is None:
-            state.origin = slice_params(params, slice(0, 1))
+            state.origin = self._origin(plan, start, params)
         timings["track"] = timings.get("track", 0.0) + time.perf_counter() - clock
 
         if progress is not None:
@@ -325,11 +326,22 @@ class Animator:
         return Chunk(start - held, out.frames, to_tensor(pending_crops[:ready]), out.driving_normals,
                      emitted.map(lambda v: v.cpu()))
 
+    def _origin(self, plan: Plan, start: int, params: HeadParams) -> HeadParams:
+        """The tracked parameters of ``plan.origin_frame``, from the first chunk (frames ``start ..``) when it
+        holds that frame; otherwise that frame tracked alone with the chunk's shape (no temporal terms)."""
+        k = plan.origin_frame - start
+        if 0 <= k < params.batch_size:
+            return slice_params(params, slice(k, k + 1))
+        face = self.tracker.detect(plan.reference_image[None], box=plan.driving_box, source=plan.name)
+        alone = replace(self.tracker, config=replace(self.tracker.config, smoothness=0.0, expression_smoothness=0.0))
+        return alone.fit(face.landmarks, face.valid, face.height, face.width, slice_params(params, slice(-1, None))
+                         ).params
+
     def _drive(self, plan: Plan, tracked: HeadParams, origin: HeadParams) -> tuple[Tensor, Tensor]:
         """Posed meshes ``F x N_s x 3`` and landmarks ``F x 68 x 3`` of the reference driven by ``tracked``."""
         cfg = self.config
         tracked = smooth_tracking(tracked, cfg.smooth_pose, cfg.smooth_expression)
-        motion = driving_params(plan.head, tracked, plan.mode, origin, cfg.retargeting())
+        motion = driving_params(plan.head, tracked, origin, cfg.retargeting())
         driven = transfer(plan.head, motion, self.transfer)
         if self.region is None:
             return driven.vertices, driven.landmarks

@@ -31,6 +31,7 @@ class Plan:
         head: the reference identity's personalized head; camera: its camera at ``S x S``.
         reference: ``3 x S x S`` reference crop; reference_normal: ``3 x S x S`` N^R; mode: cross or self.
         reference_image: the whole reference image (``H x W x 3`` uint8) the output is composited into.
+        origin_frame: the driving frame relative motion starts from (cross: 0; self: the reference frame).
     """
 
     frames: FrameSource | np.ndarray
@@ -45,6 +46,7 @@ class Plan:
     reference_normal: Tensor
     mode: Mode
     reference_image: np.ndarray
+    origin_frame: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
     def frame_chunks(self, size: int, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
@@ -82,7 +84,7 @@ class StreamState:
 
     Attributes:
         next_frame: the next driving frame to read.
-        origin: the driver's tracked parameters of frame 0 (cross-reenactment applies motion relative to it).
+        origin: the driver's tracked parameters of ``Plan.origin_frame`` (relative motion starts from it).
         track_tail: tracked parameters of the last frames tracked (the next chunk's tracking prefix).
         emit_tail: tracked parameters of the last frames generated (the transfer module's left context).
         pending_params, pending_crops: frames tracked but not generated yet (the transfer module's right

@@ -8,7 +8,9 @@ what else moves is set by :class:`Retargeting`:
   caller blends the driven mesh into the still one with :meth:`exphead.head_model.HeadModel.region_weight`);
 * ``motion``: ``relative`` — the driver's change from its origin frame added to the target's own expression and
   pose (the target keeps its resting face: a smiling portrait stays smiling where the driver is neutral), or
-  ``absolute`` — the driver's expression and pose as they are (self-reenactment always runs absolute);
+  ``absolute`` — the driver's expression and pose as they are. In self-reenactment the origin is the driving
+  video's own reference frame (tracked with the rest of the video), so relative motion cancels whatever the
+  single-image fit of that frame and the video's tracking disagree on (shape, placement);
 * ``expression_scale``: how much of the driver's expression change arrives (1 = all of it).
 """
 
@@ -23,7 +25,6 @@ from exphead.head_model import HeadParams, split_head_rotation
 from exphead.personalized import PersonalizedHead
 from exphead.rotations import compose_relative
 
-Mode = Literal["cross", "self"]
 Region = Literal["all", "expression", "pose", "lips", "eyes"]
 Motion = Literal["relative", "absolute"]
 BLENDED_REGIONS = ("lips", "eyes")
@@ -36,7 +37,7 @@ class Retargeting:
     Attributes:
         region: all, expression (no head motion), pose (no expression), lips or eyes (that region's expression).
         motion: relative (the driver's change from its first frame, on the target's own face and pose) or
-            absolute (the driver's expression and pose as they are; self-reenactment is always absolute).
+            absolute (the driver's expression and pose as they are).
         expression_scale: how much of the driver's expression arrives (1 = all of it).
     """
 
@@ -57,23 +58,22 @@ def _expand(t: Tensor, n: int) -> Tensor:
     return t[:1].expand(n, -1).clone()
 
 
-def driving_params(target: PersonalizedHead, driving: HeadParams, mode: Mode = "cross",
-                   origin: HeadParams | None = None, retarget: Retargeting | None = None) -> HeadParams:
+def driving_params(target: PersonalizedHead, driving: HeadParams, origin: HeadParams | None = None,
+                   retarget: Retargeting | None = None) -> HeadParams:
     """The driver's ``F`` frames of parameters on the target identity (see the module docstring).
 
     Args:
         target: the target's fitted head; its frame 0 is its own expression and pose.
         driving: the driver's tracked parameters.
-        mode: ``cross`` or ``self`` (the target is the driver: absolute motion).
         origin: the driver's frame that relative motion starts from (default: the first of ``driving``; a video
-            driven in chunks passes its frame 0).
+            driven in chunks passes its frame 0, self-reenactment the reference frame).
         retarget: region, relative / absolute motion and expression scale.
     """
     r = retarget or Retargeting()
     n = driving.batch_size
     ref = target.params.map(lambda v: v[:1].to(driving.expression))
     origin = origin.map(lambda v: v.to(driving.expression)) if origin is not None else driving.map(lambda v: v[:1])
-    absolute = mode == "self" or r.motion == "absolute"
+    absolute = r.motion == "absolute"
     p = driving.map(lambda v: v.clone())
     p.betas = _expand(ref.betas, n)
     s = r.expression_scale
