@@ -187,11 +187,12 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["cross", "self"], choices=["cross", "self"])
     ap.add_argument("--max-frames", type=int, default=None, help="driving frames per clip (default: all)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--motion", default="relative", choices=["relative", "absolute"], help="exp-animate's --motion")
     args = ap.parse_args()
     if args.quick:
         args.size, args.max_frames = 128, 24
     torch.set_num_threads(args.threads)
-    config = AnimateConfig(size=args.size, max_frames=args.max_frames, show_progress=False)
+    config = AnimateConfig(size=args.size, max_frames=args.max_frames, motion=args.motion, show_progress=False)
     animator = Animator(config)
     extractor, embedder = MediaPipeMotionExtractor(), DlibFaceEmbedder()
     rows: list[dict[str, Any]] = []
@@ -219,7 +220,8 @@ def main() -> None:
                 checks[clip] = sanity(extractor, result.driving)
     print_table(rows)
     print_table([{"clip": clip, **values} for clip, values in checks.items()])
-    meta = {**machine_meta(), "size": args.size, "max_frames": args.max_frames, "quick": args.quick,
+    meta = {**machine_meta(), "size": args.size, "motion": args.motion, "max_frames": args.max_frames,
+            "quick": args.quick,
             "detector": extractor.label(), "same_person_threshold": SAME_PERSON,
             "same_person_embedder": "dlib ResNet face descriptor (face_recognition_models), MTCNN detection",
             "indices": {"inner_lips": INNER_LIPS, "eyelids": EYELIDS, "brows": BROWS},

@@ -73,7 +73,9 @@ class AnimateConfig:
             frame.
         expression_scale: how much of the driver's expression arrives (1 = all of it).
         smooth_pose: zero-phase Gaussian smoothing of the driver's tracked head pose, in frames (0: none).
-        smooth_expression: the same for its expression and jaw (keep it narrow: a fast mouth is flattened).
+        smooth_expression: the same for its expression and jaw (keep it narrow: a fast mouth is flattened; 0.5
+            frames takes the per-frame noise of the expression fit out of the output without lowering the mouth's
+            correlation with the driver).
         generator: auto = diffusion when generator_weights is given, else geometric.
         generator_weights: diffusion weights folder (written by DiffusionModule.save_pretrained).
         transfer_weights: expression transfer module (exptransfer folder or .ckpt); none: SMPL-X expression only.
@@ -100,7 +102,7 @@ class AnimateConfig:
     motion: Motion = "relative"
     expression_scale: float = 1.0
     smooth_pose: float = 1.0
-    smooth_expression: float = 0.0
+    smooth_expression: float = 0.5
     generator: GeneratorName = "auto"
     generator_weights: str | None = None
     transfer_weights: str | None = None
