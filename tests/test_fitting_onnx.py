@@ -379,9 +379,10 @@ def test_fit_with_onnx_maps_end_to_end(tmp_path, small_model, caplog):
     tr, _ = TrackingResult.load(tmp_path / "matte" / "tracking.safetensors")
     trk = _camera_vertices(small_model, tr.params, None, None, tr.camera)
     shape["tracking"] = (_centred(trk) - _centred(gt)).norm(dim=-1).mean().item() * 1000
-    # measured (level-1 head, 96 px, 60 steps): matte 6.3 mm, no matte 6.9 mm, tracking 8.3 mm
-    assert shape["matte"] < shape["tracking"] - 1.0, shape
-    assert shape["matte"] < shape["no matte"] - 0.25, shape
+    # measured (level-1 head, 96 px): matte 5.6 mm, no matte 5.9 mm, tracking 6.4 mm (8.3 mm before the tracker
+    # refined the head pose by Gauss-Newton, which left the fit less to add)
+    assert shape["matte"] < shape["tracking"] - 0.5, shape
+    assert shape["matte"] < shape["no matte"] - 0.15, shape
 
 
 def test_fit_without_maps_runs_on_landmarks_and_says_so(small_model, caplog):

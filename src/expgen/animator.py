@@ -318,8 +318,8 @@ class Animator:
         timings["transfer"] = timings.get("transfer", 0.0) + time.perf_counter() - clock
 
         clock = time.perf_counter()
-        with torch.no_grad():
-            ref_vertices = plan.head.frame(0).vertices[0]
+        with torch.no_grad():  # the reference mesh as the drive makes it with no motion: zero motion is no warp
+            ref_vertices = transfer(plan.head, still_params(plan.head, 1), self.transfer).vertices[0]
         keep = slice(n_left, n_left + ready)
         inputs = GeneratorInputs(plan.reference, plan.reference_normal, ref_vertices, vertices[keep], landmarks[keep],
                                  self.model.faces, plan.camera, self.model.head_weight())

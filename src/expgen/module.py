@@ -4,7 +4,14 @@ A training step encodes the clip and the reference image with the (frozen) Wan V
 latents, noises the video latents with the chosen objective, drops pose and reference together with
 probability ``condition_drop_prob`` (for classifier-free guidance), and regresses the objective's
 target. With ``vae_loss_weight > 0`` (the tiny, randomly initialised backbone) the VAE trains too, on
-reconstruction plus a KL term; the diffusion loss then sees detached latents.
+reconstruction plus a KL term; the diffusion loss then sees detached latents. ``vae_train_steps`` ends the VAE's
+training after that many steps: the later steps train the DiT alone on fixed latents, and cost a fraction
+of a joint step (no VAE decode or backward).
+
+``face_loss_weight`` w weights both losses towards the head: a pixel the driving mesh covers (N^D != 0)
+counts ``1 + w`` times, the rest once (in the latent loss, per latent cell by its covered share).
+``use_reference = False`` is the no-reference ablation: the reference tokens are zeroed in training and
+sampling, so the DiT sees N^D only.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from typing_extensions import override
 
 from expgen.backbone import build_backbone
 from expgen.objectives import Sampler, make_objective
+from expgen.pose_encoder import SPATIAL_FACTOR, TEMPORAL_FACTOR
 from expgen.sampling import generate
+from expgen.transformer import ConditionTokens
 from expgen.vae import encode_image, encode_posterior, kl_to_standard_normal, normalize_latents
 
 SAMPLING_CONFIG_NAME = "expgen_sampling.json"
@@ -49,6 +58,9 @@ class DiffusionModule(L.LightningModule):
         gradient_checkpointing: checkpoint the DiT blocks.
         vae_loss_weight: weight of the VAE reconstruction loss; 0 freezes the VAE.
         vae_kl_weight: weight of the KL term inside the VAE loss.
+        vae_train_steps: training steps in which the VAE trains (with ``vae_loss_weight > 0``); None: all.
+        face_loss_weight: extra weight of the pixels (latent cells) the driving mesh covers; 0 weights all alike.
+        use_reference: condition on I_R and N^R; False zeroes the reference tokens (ablation).
     """
 
     def __init__(
@@ -69,11 +81,16 @@ class DiffusionModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         vae_loss_weight: float = 0.0,
         vae_kl_weight: float = 1e-3,
+        vae_train_steps: int | None = None,
+        face_loss_weight: float = 0.0,
+        use_reference: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if not 0.0 <= condition_drop_prob < 1.0:
             raise ValueError(f"condition_drop_prob must be in [0, 1), got {condition_drop_prob}")
+        if face_loss_weight < 0:
+            raise ValueError(f"face_loss_weight must be >= 0, got {face_loss_weight}")
         self.objective = make_objective(objective, num_train_timesteps, flow_shift)
         self.objective.make_scheduler(sampler)  # fail early on a sampler that does not fit the objective
         self.transformer, self.vae = build_backbone(backbone, wan_path, transformer_config, vae_config)
@@ -87,7 +104,9 @@ class DiffusionModule(L.LightningModule):
         b = frames.shape[0]
         # validation/test draw the same noise and timesteps every epoch, so their losses are comparable
         generator = None if stage == "train" else torch.Generator(self.device).manual_seed(batch_idx)
-        train_vae = self.hparams.vae_loss_weight > 0
+        vae_steps = self.hparams.vae_train_steps
+        train_vae = self.hparams.vae_loss_weight > 0 and (
+            stage != "train" or vae_steps is None or self.global_step < vae_steps)
 
         # 1. Latents: z_0 of the clip, z_R of the reference image (normalised)
         with torch.set_grad_enabled(train_vae and torch.is_grad_enabled()):
@@ -106,14 +125,24 @@ class DiffusionModule(L.LightningModule):
 
         # 3. Denoiser and objective
         conditions = self.transformer.encode_conditions(driving, ref_latents, ref_normal)
+        if not self.hparams.use_reference:
+            conditions = ConditionTokens(pose=conditions.pose, reference=torch.zeros_like(conditions.reference))
         prediction = self.transformer(noisy, timesteps, conditions, condition_mask=keep).sample
-        diffusion_loss = self.objective.loss(prediction, latents, noise)
+        face = self.hparams.face_loss_weight
+        if face > 0:
+            target = self.objective.target(latents, noise).float()
+            diffusion_loss = weighted_mse(prediction.float(), target, 1.0 + face * latent_coverage(driving))
+        else:
+            diffusion_loss = self.objective.loss(prediction, latents, noise)
         loss = diffusion_loss
         if train_vae:
             x = frames.permute(0, 2, 1, 3, 4) * 2.0 - 1.0
             reconstruction = self.vae.decode(posterior.sample(generator)).sample
-            vae_loss = F.mse_loss(reconstruction.float(), x.float()) + self.hparams.vae_kl_weight * (
-                kl_to_standard_normal(posterior))
+            if face > 0:
+                recon_loss = weighted_mse(reconstruction.float(), x.float(), 1.0 + face * pixel_coverage(driving))
+            else:
+                recon_loss = F.mse_loss(reconstruction.float(), x.float())
+            vae_loss = recon_loss + self.hparams.vae_kl_weight * kl_to_standard_normal(posterior)
             loss = loss + self.hparams.vae_loss_weight * vae_loss
             self.log(f"{stage}_vae_loss", vae_loss, batch_size=b)
         self.log(f"{stage}_diffusion_loss", diffusion_loss, batch_size=b)
@@ -146,14 +175,20 @@ class DiffusionModule(L.LightningModule):
     @torch.no_grad()
     def generate(self, reference_image: Tensor, reference_normal: Tensor, driving_normals: Tensor,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 generator: torch.Generator | None = None, progress: bool = True) -> Tensor:
-        """``B x 3 x H x W`` I_R and N^R, ``B x F x 3 x H x W`` N^D in ``[0, 1]`` -> ``B x F x 3 x H x W`` frames."""
+                 generator: torch.Generator | None = None, progress: bool = True,
+                 context_frames: Tensor | None = None) -> Tensor:
+        """``B x 3 x H x W`` I_R and N^R, ``B x F x 3 x H x W`` N^D in ``[0, 1]`` -> ``B x F x 3 x H x W`` frames.
+
+        ``context_frames`` (``B x K x 3 x H x W``, ``K = 1 + 4j < F``) are held as the first K frames while sampling
+        (:func:`expgen.sampling.generate`), e.g. the previous window's last frames.
+        """
         return generate(
             self.transformer, self.vae, self.objective.make_scheduler(self.hparams.sampler),
             reference_image, reference_normal, driving_normals,
             num_inference_steps=num_inference_steps or self.hparams.num_inference_steps,
             guidance_scale=self.hparams.guidance_scale if guidance_scale is None else guidance_scale,
-            generator=generator, progress=progress,
+            generator=generator, progress=progress, use_reference=self.hparams.use_reference,
+            context_frames=context_frames,
         )
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
@@ -164,7 +199,8 @@ class DiffusionModule(L.LightningModule):
         folder = Path(folder)
         self.transformer.save_pretrained(folder / "transformer")
         self.vae.save_pretrained(folder / "vae")
-        keys = ("objective", "flow_shift", "num_train_timesteps", "sampler", "num_inference_steps", "guidance_scale")
+        keys = ("objective", "flow_shift", "num_train_timesteps", "sampler", "num_inference_steps", "guidance_scale",
+                "use_reference")
         (folder / SAMPLING_CONFIG_NAME).write_text(json.dumps({k: self.hparams[k] for k in keys}, indent=2))
         return folder
 
@@ -180,3 +216,27 @@ class DiffusionModule(L.LightningModule):
             )
         settings = json.loads(settings_file.read_text())
         return cls(**{**settings, "backbone": "wan", "wan_path": str(folder), **overrides})
+
+
+def pixel_coverage(driving_normals: Tensor) -> Tensor:
+    """``B x F x 3 x H x W`` N^D -> ``B x 1 x F x H x W``: 1 where the driving mesh covers the pixel (N^D != 0)."""
+    return (driving_normals.amax(2, keepdim=True) > 0).to(driving_normals.dtype).transpose(1, 2)
+
+
+def latent_coverage(driving_normals: Tensor) -> Tensor:
+    """``B x F x 3 x H x W`` N^D -> ``B x 1 x f x H/8 x W/8``: the covered share of each latent cell.
+
+    Latent frame 0 holds frame 0, latent frame k frames ``4k - 3 .. 4k`` (the causal VAE); a cell takes its
+    most covered frame.
+    """
+    mask = pixel_coverage(driving_normals)
+    mask = F.avg_pool3d(mask, (1, SPATIAL_FACTOR, SPATIAL_FACTOR))
+    first, rest = mask[:, :, :1], mask[:, :, 1:]
+    rest = F.max_pool3d(rest, (TEMPORAL_FACTOR, 1, 1)) if rest.shape[2] else rest
+    return torch.cat([first, rest], 2)
+
+
+def weighted_mse(prediction: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Mean of ``weight x (prediction - target)^2`` over all elements, divided by the mean weight."""
+    weight = weight.expand_as(prediction)
+    return (weight * (prediction - target) ** 2).sum() / weight.sum()

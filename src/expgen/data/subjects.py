@@ -45,7 +45,8 @@ SOURCE = "expgen.data.subjects"
 
 @torch.no_grad()
 def subject_clips(model: HeadModel, subject_id: str, subject_seed: int, clips_per_subject: int = 4,
-                  num_frames: int = 9, size: int = 64, seed: int = 0, fps: float = 25.0) -> list[Clip]:
+                  num_frames: int = 9, size: int = 64, seed: int = 0, fps: float = 25.0,
+                  pose_scale: float = 1.0) -> list[Clip]:
     """Make and render one synthetic subject and cut it into ``clips_per_subject`` clips (module docstring).
 
     Args:
@@ -57,14 +58,16 @@ def subject_clips(model: HeadModel, subject_id: str, subject_seed: int, clips_pe
         size: clip side in pixels.
         seed: seed of the reference-frame choice.
         fps: the clips' frame rate.
+        pose_scale: scale of the head-pose motion (:func:`make_subject`).
 
     Returns:
         clips, uint8 ``num_frames x 3 x size x size`` videos; their ``extra`` holds ``source``, ``subject_seed``,
-        ``age``, ``level`` (of ``model``), ``start``, ``reference_frame`` and ``reference_outside_clip``.
+        ``age``, ``level`` (of ``model``), ``pose_scale``, ``start``, ``reference_frame`` and
+        ``reference_outside_clip``.
     """
     n = num_frames
     total = clips_per_subject * n + 1
-    subject = make_subject(model, subject_seed, total, height=size, width=size)
+    subject = make_subject(model, subject_seed, total, pose_scale=pose_scale, height=size, width=size)
     renders = render_subject(model, subject)  # poses V^s + Δg + Δf(i) by LBS: its normals are N^D
     frames, normals = clip_bytes(renders.rgb), clip_bytes(normal_to_image(renders.normal))
     head = subject.head(model, SOURCE)
@@ -75,7 +78,7 @@ def subject_clips(model: HeadModel, subject_id: str, subject_seed: int, clips_pe
         ref, outside = reference_frame(valid, start, cfg, subject_id)
         reference = render_normal_images(head.posed_neutral(ref), model.faces, subject.camera)
         extra = {"source": SOURCE, "subject_seed": subject_seed, "age": subject.age, "level": model.level,
-                 "start": start, "reference_frame": ref, "reference_outside_clip": outside}
+                 "pose_scale": pose_scale, "start": start, "reference_frame": ref, "reference_outside_clip": outside}
         clips.append(Clip(frames[start:start + n].clone(), normals[start:start + n].clone(), frames[ref].clone(),
                           clip_bytes(reference)[0], subject_id, fps, extra=extra))
     return clips
@@ -83,7 +86,7 @@ def subject_clips(model: HeadModel, subject_id: str, subject_seed: int, clips_pe
 
 def write_subject_clips(out_dir: str | os.PathLike, num_subjects: int = 16, clips_per_subject: int = 4,
                         num_frames: int = 9, size: int = 64, seed: int = 0, num_val_subjects: int = 2,
-                        model: HeadModel | None = None, fps: float = 25.0) -> list[Path]:
+                        model: HeadModel | None = None, fps: float = 25.0, pose_scale: float = 1.0) -> list[Path]:
     """Write clips of ``num_subjects`` training subjects to ``out_dir/train`` and ``num_val_subjects`` held-out
     subjects to ``out_dir/val`` (``clips_per_subject`` each; layout in the module docstring), each file atomically.
 
@@ -97,6 +100,7 @@ def write_subject_clips(out_dir: str | os.PathLike, num_subjects: int = 16, clip
         num_val_subjects: held-out subjects (``val-0000``, ...).
         model: the dense head model; default ``HeadModel()`` (embedded model unless ``$SMPLX_MODEL_PATH``).
         fps: the clips' frame rate.
+        pose_scale: scale of the subjects' head-pose motion (1: :func:`make_subject`'s default).
 
     Returns:
         the written files, training then held-out, in subject and clip order.
@@ -115,7 +119,7 @@ def write_subject_clips(out_dir: str | os.PathLike, num_subjects: int = 16, clip
             subject_id = f"{split}-{i:04d}"
             subject_seed = int(torch.randint(2**31 - 1, (), generator=generator))
             for clip in subject_clips(model, subject_id, subject_seed, clips_per_subject, num_frames, size, seed,
-                                      fps):
+                                      fps, pose_scale):
                 paths.append(write_clip(out / split / f"{subject_id}_{clip.extra['start']:06d}.safetensors", clip))
             logger.info("%s: %d clip(s) of %d frames at %d px", subject_id, clips_per_subject, num_frames, size)
     return paths
