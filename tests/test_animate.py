@@ -1,5 +1,7 @@
 """The end-to-end job (exp-animate) on the embedded defaults at a small size, and its bad-input errors."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,9 @@ def test_diffusion_generator_runs_end_to_end(tmp_path, head_model, driving_video
     assert result.generator == "diffusion" and result.generator_reason == "weights given"
     assert result.frames.shape == (6, 3, 128, 128)
     assert torch.isfinite(result.frames).all() and 0 <= result.frames.min() and result.frames.max() <= 1
+    # overlapping windows from the config: the first window is the same, the second continues it
+    overlapped = animate(data.astronaut(), str(driving_video), replace(cfg, diffusion_overlap=1), model=head_model)
+    assert overlapped.components["generator"]["overlap"] == 1 and overlapped.frames.shape == (6, 3, 128, 128)
+    assert torch.equal(overlapped.frames[:5], result.frames[:5]) and not torch.equal(overlapped.frames, result.frames)
+    with pytest.raises(ValueError, match="diffusion_overlap"):
+        replace(cfg, diffusion_overlap=2)

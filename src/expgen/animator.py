@@ -80,6 +80,8 @@ class AnimateConfig:
         generator_weights: diffusion weights folder (written by DiffusionModule.save_pretrained).
         transfer_weights: expression transfer module (exptransfer folder or .ckpt); none: SMPL-X expression only.
         diffusion_window: frames generated per DiT call (1 + 4k).
+        diffusion_overlap: frames a diffusion window carries over from the previous one as context (0 or 1 + 4j;
+            0: independent windows, see expgen.generators.diffusion).
         fit_steps: detail steps of the single-image reference fit.
         tracker: the SMPL-X tracker of the reference and the driving video.
         chunk: driving frames processed at once, from decoding to writing (memory does not grow with the video).
@@ -107,6 +109,7 @@ class AnimateConfig:
     generator_weights: str | None = None
     transfer_weights: str | None = None
     diffusion_window: int = 17
+    diffusion_overlap: int = 0
     fit_steps: int = 60
     tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(steps=100))
     chunk: int = 128
@@ -128,6 +131,10 @@ class AnimateConfig:
             problems.append(f"max_frames must be >= 2, got {self.max_frames}")
         if self.diffusion_window < 1 or (self.diffusion_window - 1) % 4:
             problems.append(f"diffusion_window must be 1 + 4k frames, got {self.diffusion_window}")
+        if self.diffusion_overlap and ((self.diffusion_overlap - 1) % 4 or not 0 < self.diffusion_overlap
+                                       < self.diffusion_window):
+            problems.append(f"diffusion_overlap must be 0 or 1 + 4j frames below diffusion_window, got "
+                            f"{self.diffusion_overlap}")
         if problems:
             raise ValueError("; ".join(problems))
         self.retargeting()
@@ -196,7 +203,8 @@ class Animator:
         if cfg.transfer_weights:
             self.transfer = freeze_transfer(load_transfer(cfg.transfer_weights)).to(cfg.device)
         self.generator, self.generator_reason = make_generator(cfg.generator, cfg.generator_weights, cfg.device,
-                                                               cfg.dtype, cfg.diffusion_window, cfg.seed)
+                                                               cfg.dtype, cfg.diffusion_window, cfg.seed,
+                                                               cfg.diffusion_overlap)
         self.region = self.model.region_weight(cfg.animate) if cfg.animate in BLENDED_REGIONS else None
 
     def components(self, head: PersonalizedHead | None = None) -> dict:

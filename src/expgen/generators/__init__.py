@@ -22,7 +22,8 @@ def choose_generator(name: GeneratorName, weights: str | None) -> tuple[str, str
 
 
 def make_generator(name: GeneratorName = "auto", weights: str | None = None, device: str = "cpu",
-                   dtype: str = "float32", window: int = 17, seed: int = 0) -> tuple[Generator, str]:
+                   dtype: str = "float32", window: int = 17, seed: int = 0, overlap: int = 0
+                   ) -> tuple[Generator, str]:
     """Build (and load the weights of) the generator :func:`choose_generator` picks; returns it and the reason.
 
     Raises:
@@ -36,7 +37,7 @@ def make_generator(name: GeneratorName = "auto", weights: str | None = None, dev
     if not weights:
         raise FileNotFoundError("the diffusion generator needs weights: pass --generator_weights DIR (a folder "
                                 "written by DiffusionModule.save_pretrained)")
-    return DiffusionGenerator(weights, device, dtype, window, seed), reason
+    return DiffusionGenerator(weights, device, dtype, window, seed, overlap), reason
 
 
 __all__ = ["DiffusionGenerator", "Generator", "GeneratorInputs", "GeneratorName", "GeneratorOutput",
