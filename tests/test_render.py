@@ -331,6 +331,22 @@ def test_interpolate_gradients_pass_gradcheck(layout):
     assert out.shape == (1, 10, 12, 2) and (out[~frags.mask] == 0).all()
 
 
+def test_interpolate_normalize_matches_normalizing_the_image():
+    cam = _camera(30.0, 10, 12, torch.float64)
+    verts, faces = _sphere(1, 0.25, (0.0, 0.01, 1.0), torch.float64)
+    frags = rasterize(verts, faces, cam.K, 10, 12)
+    attr = torch.randn(1, verts.shape[1], 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    weight = torch.randn(1, 10, 12, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    a, b = attr.clone().requires_grad_(True), attr.clone().requires_grad_(True)
+    expected = torch.nn.functional.normalize(interpolate(a, frags, faces), dim=-1, eps=1e-12)
+    got = interpolate(b, frags, faces, normalize=True)
+    (expected * weight).sum().backward()
+    (got * weight).sum().backward()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-12)
+    assert (got[frags.mask].norm(dim=-1) - 1).abs().max() < 1e-12 and (got[~frags.mask] == 0).all()
+
+
 def test_vertex_normals_match_autograd_and_pass_gradcheck():
     verts, faces = _sphere(1, 0.25, (0.0, 0.01, 1.0), torch.float64)
     verts = torch.cat([verts, verts * 1.1]) + 0.02 * torch.randn(2, verts.shape[1], 3, dtype=torch.float64,

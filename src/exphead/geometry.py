@@ -7,9 +7,12 @@ from outside, so face normals point outwards.
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import torch
 from torch import Tensor, nn
+
+_face_columns: dict[int, tuple[weakref.ref, int, Tensor]] = {}
 
 
 def face_normals(vertices: Tensor, faces: Tensor, normalize: bool = True) -> Tensor:
@@ -23,40 +26,69 @@ def face_normals(vertices: Tensor, faces: Tensor, normalize: bool = True) -> Ten
 
 
 def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
-    """Area-weighted unit vertex normals, ``B x N x 3`` (differentiable; backward written by hand)."""
+    """Area-weighted unit vertex normals, ``B x N x 3`` (differentiable; backward written by hand).
+
+    The result is a ``B x N x 3`` view of ``3 x B x N`` coordinate planes (not contiguous).
+    """
     return _VertexNormals.apply(vertices, faces)
 
 
+def _cross(a: Tensor, b: Tensor) -> Tensor:
+    """Cross product of ``3 x P`` coordinate planes (faster than ``linalg.cross`` on rows)."""
+    return torch.stack([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 class _VertexNormals(torch.autograd.Function):
-    """:func:`vertex_normals` with one gather and one scatter each way: 20-25% faster forward + backward than
-    autograd through indexing, cross product and normalisation (whose backward scatters with ``index_put``)."""
+    """:func:`vertex_normals` on coordinate planes (``3 x B*N``), one column gather and one column
+    ``scatter_add`` each way: about 3x faster forward than row-wise indexing with ``index_add``."""
 
     @staticmethod
     def forward(ctx, vertices: Tensor, faces: Tensor) -> Tensor:
         b, n, _ = vertices.shape
         m = faces.shape[0]
-        corners = (faces[None] + (torch.arange(b, device=faces.device) * n)[:, None, None]).reshape(-1)  # B*M*3
-        v = vertices.reshape(b * n, 3).index_select(0, corners).view(b * m, 3, 3)
+        corners = face_columns(faces)  # 3 x M
+        if b > 1:
+            corners = corners[:, None] + (torch.arange(b, device=faces.device) * n)[:, None]  # 3 x B x M
+        index = corners.reshape(1, -1).expand(3, -1)  # corner-major ids into the B*N vertices
+        planes = vertices.reshape(b * n, 3).t().contiguous()
+        v = planes.gather(1, index).view(3, 3, b * m)  # coordinate, corner, face
         e1, e2 = v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]
-        area = torch.linalg.cross(e1, e2)  # twice the area along the face normal
-        raw = vertices.new_zeros(b * n, 3).index_add_(0, corners, area.repeat_interleave(3, 0))
-        length = raw.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        normal = raw / length
-        ctx.save_for_backward(corners, e1, e2, normal, length)
+        area = _cross(e1, e2)  # twice the area along the face normal
+        raw = planes.new_zeros(3, b * n)
+        for k in range(3):
+            raw.scatter_add_(1, index[:, k * b * m:(k + 1) * b * m], area)
+        length = torch.addcmul(raw[0] * raw[0], raw[1], raw[1]).addcmul_(raw[2], raw[2]).sqrt_().clamp_min_(1e-12)
+        normal = raw.div_(length)
+        ctx.save_for_backward(index, e1, e2, normal, length)
         ctx.sizes = (b, n, m)
-        return normal.view(b, n, 3)
+        return normal.view(3, b, n).permute(1, 2, 0)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        corners, e1, e2, normal, length = ctx.saved_tensors
+        index, e1, e2, normal, length = ctx.saved_tensors
         b, n, m = ctx.sizes
-        g = grad.reshape(b * n, 3)
-        g_raw = (g - normal * (normal * g).sum(-1, keepdim=True)) / length
-        g_area = g_raw.index_select(0, corners).view(b * m, 3, 3).sum(1)
-        g_e1, g_e2 = torch.linalg.cross(e2, g_area), torch.linalg.cross(g_area, e1)
-        g_corners = torch.stack([-(g_e1 + g_e2), g_e1, g_e2], 1).view(-1, 3)
-        return g.new_zeros(b * n, 3).index_add_(0, corners, g_corners).view(b, n, 3), None
+        g = grad.permute(2, 0, 1).reshape(3, b * n)
+        g_raw = (g - normal * (normal * g).sum(0)).div_(length)
+        g_area = g_raw.gather(1, index).view(3, 3, b * m).sum(1)
+        g_e1, g_e2 = _cross(e2, g_area), _cross(g_area, e1)
+        out = g.new_zeros(3, b * n)
+        for k, g_corner in enumerate((-(g_e1 + g_e2), g_e1, g_e2)):
+            out.scatter_add_(1, index[:, k * b * m:(k + 1) * b * m], g_corner)
+        return out.view(3, b, n).permute(1, 2, 0), None
+
+
+def face_columns(faces: Tensor) -> Tensor:
+    """``M x 3`` faces -> contiguous ``3 x M`` corner rows, cached for the last faces tensor seen
+    (until it is modified in place): meshes are re-rendered with the same faces, and the transpose
+    costs as much as a gather of all corners."""
+    hit = _face_columns.get(id(faces))
+    if hit is not None and hit[0]() is faces and hit[1] == faces._version:
+        return hit[2]
+    columns = faces.t().contiguous()
+    _face_columns.clear()
+    _face_columns[id(faces)] = (weakref.ref(faces), faces._version, columns)
+    return columns
 
 
 def edges(faces: Tensor) -> Tensor:

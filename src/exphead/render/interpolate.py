@@ -9,13 +9,15 @@ from torch.autograd.function import once_differentiable
 from exphead.render.rasterize import Fragments, fragment_pixels, pixel_columns, pixel_vertex_ids
 
 
-def interpolate(attr: Tensor, frags: Fragments, faces: Tensor) -> Tensor:
+def interpolate(attr: Tensor, frags: Fragments, faces: Tensor, normalize: bool = False) -> Tensor:
     """Barycentric interpolation of per-vertex attributes at every pixel.
 
     Args:
         attr: ``B x N x C`` (or ``1 x N x C``, broadcast over the batch) finite vertex attributes.
         frags: the :class:`Fragments` of a rasterizer, ``B x H x W``.
         faces: ``M x 3`` int64 faces used to rasterize.
+        normalize: renormalise the interpolated vectors to unit length (as ``F.normalize`` with
+            ``eps=1e-12``), computed on the fragment pixels only.
 
     Returns:
         ``B x H x W x C`` interpolated attributes, zero where empty. Differentiable w.r.t. ``attr``
@@ -32,7 +34,10 @@ def interpolate(attr: Tensor, frags: Fragments, faces: Tensor) -> Tensor:
     pix = fragment_pixels(frags.face_id)
     vid = pixel_vertex_ids(frags.face_id, faces, pix, 0 if attr.shape[0] == 1 else n)
     weights = pixel_columns(frags.bary, pix).to(attr.dtype)  # 3 x P
-    return _ScatterPixels.apply(_Interpolate.apply(attr.reshape(-1, c), vid, weights), pix, (b, h, w))
+    values = _Interpolate.apply(attr.reshape(-1, c), vid, weights)  # C x P
+    if normalize:
+        values = values * (values * values).sum(0).clamp_min(1e-24).rsqrt()
+    return _ScatterPixels.apply(values, pix, (b, h, w))
 
 
 class _Interpolate(torch.autograd.Function):

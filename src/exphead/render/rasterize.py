@@ -36,7 +36,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from exphead.camera import project_points
-from exphead.render.zbuffer import face_columns, gather_columns, visible_faces
+from exphead.geometry import face_columns
+from exphead.render.zbuffer import gather_columns, visible_faces
 
 _COMPACT_DEVICES = ("cpu",)  # device types whose fragment stages compute the covered pixels only
 

@@ -85,8 +85,7 @@ def render_normal_depth(verts_world: Tensor, faces: Tensor, camera: Camera, back
     verts_cam = camera.world_to_camera(verts_world.expand(b, -1, -1))
     frags = get_rasterizer(backend)(verts_cam, faces, camera.K, camera.height, camera.width, near=near,
                                     cull_backfaces=cull_backfaces)
-    normal = interpolate(vertex_normals(verts_cam, faces), frags, faces)
-    normal = torch.nn.functional.normalize(normal, dim=-1, eps=1e-12)
+    normal = interpolate(vertex_normals(verts_cam, faces), frags, faces, normalize=True)
     return RenderOutput(normal=normal.permute(0, 3, 1, 2), depth=frags.depth[:, None],
                         mask=frags.mask[:, None].to(normal.dtype), fragments=frags)
 

@@ -27,11 +27,12 @@ block and candidate-chunk sizes.
 
 from __future__ import annotations
 
-import weakref
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from exphead.geometry import face_columns
 
 _SUBPIXEL_BITS = 8  # fixed-point sub-pixel bits of the coverage test
 _SUBPIXEL = float(1 << _SUBPIXEL_BITS)  # fixed-point steps per pixel
@@ -47,7 +48,6 @@ _SKIP = _LARGE + 1  # bucket of dropped faces
 _FACE_BLOCK = {"cpu": 1 << 18, "cuda": 1 << 21}
 _MAX_CANDIDATES = {"cpu": 1 << 18, "cuda": 1 << 24}
 _window_tables: dict[torch.device, Tensor] = {}
-_face_columns: dict[int, tuple[weakref.ref, int, Tensor]] = {}
 
 
 class _Mesh(NamedTuple):
@@ -172,19 +172,6 @@ def _window_table(device: torch.device) -> Tensor:
         spans = torch.arange(_WINDOWS[-1] + 1) + 1
         _window_tables[device] = torch.searchsorted(torch.tensor(_WINDOWS), spans).to(device)
     return _window_tables[device]
-
-
-def face_columns(faces: Tensor) -> Tensor:
-    """``M x 3`` faces -> contiguous ``3 x M`` corner rows, cached for the last faces tensor seen
-    (until it is modified in place): meshes are re-rendered with the same faces, and the transpose
-    costs as much as a gather of all corners."""
-    hit = _face_columns.get(id(faces))
-    if hit is not None and hit[0]() is faces and hit[1] == faces._version:
-        return hit[2]
-    columns = faces.t().contiguous()
-    _face_columns.clear()
-    _face_columns[id(faces)] = (weakref.ref(faces), faces._version, columns)
-    return columns
 
 
 def _counts(index: Tensor, size: int) -> Tensor:
