@@ -28,12 +28,18 @@ Metrics; the face region of a frame is the pixels its true mesh covers (N^D != 0
   constant over the clip (identity, colour) cancel, so it scores following the motion, not the appearance; it
   uses the true frames and meshes only. Mean over clips.
 
-``windows_overlap{o}`` rows: ``DiffusionGenerator.sample`` (window ``--window``, overlap ``o``) on a 60-frame
-held-out sequence (30 with ``--quick``). ``border_jump_ratio``: the mean absolute frame-to-frame change across
-window borders (the first new frame of each later window) over the mean change inside windows;
-``true_border_ratio`` is the same ratio of the true frames (the motion's own unevenness).
+``windows_*`` rows: ``DiffusionGenerator.sample`` (window ``--window``, every window from the same seeded noise) on a
+60-frame held-out sequence (30 with ``--quick``): ``windows_independent`` without overlap, ``windows_blend{o}`` with
+``o`` shared frames cross-faded (``--overlaps``), ``windows_context{o}`` with ``o`` frames carried as known context
+(``--context_overlaps``). ``border_jump_ratio``: the mean absolute frame-to-frame change across window borders over
+the mean change at the other frames, at the worst position of the transition (each of the ``o + 1`` changes from
+the last frame before the shared ones to the first frame only the new window makes); ``true_border_ratio`` is the
+same ratio of the true frames (the motion's own unevenness).
 
     python benchmarks/expgen_ablation.py [--quick] [--json PATH] [--png PATH] [--work_dir DIR]
+
+``--png PATH`` writes the contact sheet of the first held-out clip, and ``PATH``'s ``_windows`` sibling the frames
+4-21 of the ``windows_*`` videos.
 
 ``--work_dir`` keeps the clips (``data-<hash of the data settings>``) and the trained checkpoints
 (``checkpoints/<method>-<hash of the settings>``), so a rerun only evaluates.
@@ -192,27 +198,32 @@ def train_or_load(name: str, model_args: dict[str, Any], data: VideoDataModule, 
 
 
 @torch.no_grad()
-def window_rows(folder: Path, seed: int, num_frames: int, size: int, window: int, overlaps: list[int], steps: int,
-                model: HeadModel) -> list[dict[str, Any]]:
-    """``windows_overlap{o}`` rows on a ``num_frames`` sequence of the held-out subject ``seed`` (I_R: its last
-    frame)."""
+def window_rows(folder: Path, seed: int, num_frames: int, size: int, window: int, carried: list[tuple[str, int]],
+                steps: int, model: HeadModel) -> tuple[list[dict[str, Any]], dict[str, Tensor]]:
+    """``windows_*`` rows (module docstring) for each (carry, overlap) of ``carried`` on a ``num_frames`` sequence of
+    the held-out subject ``seed`` (I_R: its last frame), and the videos (N^D and the truth first)."""
     subject = make_subject(model, seed, num_frames + 1, height=size, width=size)
     renders = render_subject(model, subject)
     normals, truth = normal_to_image(renders.normal[:num_frames]), renders.rgb[:num_frames]
     ref_normal = render_normal_images(subject.head(model, SOURCE).posed_neutral(num_frames), model.faces,
                                       subject.camera)[0]
     clip = {"frames": truth, "driving_normals": normals}
-    rows = []
-    for overlap in overlaps:
-        gen = DiffusionGenerator(folder, window=window, overlap=overlap)
+    rows, videos = [], {"N^D": normals, "ground truth": truth}
+    for carry, overlap in carried:
+        gen = DiffusionGenerator(folder, window=window, overlap=overlap, carry=carry)
         gen.module.hparams.num_inference_steps = steps
         video = gen.sample(renders.rgb[num_frames], ref_normal, normals)
-        starts = window_starts(num_frames, window, overlap)
-        borders = [s + overlap for s in starts[1:]]  # the first frame each later window adds
-        name = f"windows_overlap{overlap}"
-        rows.append(summarize(name, [video], [clip], border_jump_ratio=border_ratio(video, borders),
-                              true_border_ratio=border_ratio(truth, borders)))
-    return rows
+        starts = window_starts(num_frames, window, overlap)[1:]
+        name = f"windows_{carry}{overlap}" if overlap else "windows_independent"
+        videos[name] = video
+        rows.append(summarize(name, [video], [clip], border_jump_ratio=transition_ratio(video, starts, overlap),
+                              true_border_ratio=transition_ratio(truth, starts, overlap)))
+    return rows, videos
+
+
+def transition_ratio(video: Tensor, starts: list[int], overlap: int) -> float:
+    """The largest :func:`border_ratio` over the ``overlap + 1`` positions of the transitions at window ``starts``."""
+    return max(border_ratio(video, [s + i for s in starts]) for i in range(overlap + 1))
 
 
 def border_ratio(video: Tensor, borders: list[int]) -> float:
@@ -253,7 +264,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model_args", type=json.loads, default={}, help="JSON overrides of tiny.yaml's model")
     parser.add_argument("--data_args", type=json.loads, default={}, help="JSON overrides of tiny.yaml's data")
     parser.add_argument("--window", type=int, help="diffusion window of the border rows (default: F)")
-    parser.add_argument("--overlaps", type=int, nargs="*", default=[0, 5], help="overlaps of the border rows")
+    parser.add_argument("--overlaps", type=int, nargs="*", default=[0, 3, 5],
+                        help="blended overlaps of the border rows")
+    parser.add_argument("--context_overlaps", type=int, nargs="*", default=[5],
+                        help="overlaps carried as context in the border rows (1 + 4j)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (small convs scale poorly)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -269,7 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     steps = 10 if args.quick else model_args.get("num_inference_steps", 20)
     frames, size = data_args["num_frames"], data_args["resolution"]
     window = args.window or frames
-    overlaps = [o for o in args.overlaps if o < window]
+    carried = [("blend", o) for o in args.overlaps if o < window]
+    carried += [("context", o) for o in args.context_overlaps if o < window]
     train_s: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
@@ -306,20 +321,24 @@ def main(argv: list[str] | None = None) -> None:
         order = ["model", "shuffled_nd", "nr_only", "no_reference", "epsilon", "copy_reference", "geometric",
                  "vae_reconstruction"]
         rows = [summarize(m, videos[m], clips, train_s=train_s.get(m)) for m in order if m in videos]
-        if "model" in folders and overlaps:
-            rows += window_rows(folders["model"], clips[0]["seed"], 30 if args.quick else 60, size,
-                                window, overlaps, steps, head_model)
+        windows: dict[str, Tensor] = {}
+        if "model" in folders and carried:
+            window_scores, windows = window_rows(folders["model"], clips[0]["seed"], 30 if args.quick else 60, size,
+                                window, carried, steps, head_model)
+            rows += window_scores
     print_table(rows)
     if args.png and "model" in videos:
         first = clips[0]
         sheet = {"N^D": first["driving_normals"], "ground truth": first["frames"]}
         sheet.update({m: videos[m][0] for m in SHEET_ROWS[2:]})
         contact_sheet(args.png, sheet)
+    if args.png and windows:  # frames 4-21: the first two window borders of a 9-frame window
+        contact_sheet(args.png.with_name(args.png.stem + "_windows.png"), {k: v[4:22] for k, v in windows.items()})
     if args.json:
         meta = {**machine_meta(), "config": str(CONFIG.relative_to(CONFIG.parents[2])), "model": model_args,
                 "data": data_args, "train_clips": len(data.train_set), "val_clips": len(clips),
                 "vae_steps": vae_steps, "vae_from": str(vae), "vae_train_s": train_s.get("vae"),
-                "dit_steps": train_steps, "sampling_steps": steps, "window": window, "overlaps": overlaps,
+                "dit_steps": train_steps, "sampling_steps": steps, "window": window, "carried": carried,
                 "quick": args.quick}
         write_json(args.json, "expgen_ablation", rows, meta)
 

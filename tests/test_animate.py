@@ -124,14 +124,17 @@ def test_diffusion_generator_runs_end_to_end(tmp_path, head_model, driving_video
 
     DiffusionModule(backbone="tiny", num_inference_steps=2).save_pretrained(tmp_path / "weights")
     cfg = AnimateConfig(**{**SMALL.__dict__, "max_frames": 6, "generator": "auto",
-                           "generator_weights": str(tmp_path / "weights"), "diffusion_window": 5})
+                           "generator_weights": str(tmp_path / "weights"), "diffusion_window": 5,
+                           "diffusion_overlap": 0})
     result = animate(data.astronaut(), str(driving_video), cfg, model=head_model)
     assert result.generator == "diffusion" and result.generator_reason == "weights given"
     assert result.frames.shape == (6, 3, 128, 128)
     assert torch.isfinite(result.frames).all() and 0 <= result.frames.min() and result.frames.max() <= 1
-    # overlapping windows from the config: the first window is the same, the second continues it
+    # overlapping windows from the config: the first window's own frames are the same, the shared one is blended
     overlapped = animate(data.astronaut(), str(driving_video), replace(cfg, diffusion_overlap=1), model=head_model)
     assert overlapped.components["generator"]["overlap"] == 1 and overlapped.frames.shape == (6, 3, 128, 128)
-    assert torch.equal(overlapped.frames[:5], result.frames[:5]) and not torch.equal(overlapped.frames, result.frames)
+    assert torch.equal(overlapped.frames[:4], result.frames[:4]) and not torch.equal(overlapped.frames, result.frames)
     with pytest.raises(ValueError, match="diffusion_overlap"):
-        replace(cfg, diffusion_overlap=2)
+        replace(cfg, diffusion_overlap=2, diffusion_carry="context")
+    with pytest.raises(ValueError, match="diffusion_overlap"):
+        replace(cfg, diffusion_overlap=5)

@@ -12,7 +12,7 @@ from expgen.objectives import make_objective
 from expgen.sampling import noise_to, sample_latents
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from expgen_ablation import clip_scores, generate_videos, shuffled_normals  # noqa: E402
+from expgen_ablation import clip_scores, generate_videos, shuffled_normals, transition_ratio  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: one thread beats two busy ones
 
@@ -71,6 +71,16 @@ def test_clip_scores_copy_reference_is_one_and_truth_is_perfect():
     assert clip_scores(truth + 0.1 * (normals > 0), truth, normals)["face_psnr"] == pytest.approx(20.0, abs=1e-3)
 
 
+def test_transition_ratio_finds_the_worst_step_of_a_border():
+    """A ramp changing 1 per frame with an extra step of 3 two frames into each transition (windows at 10, 20)."""
+    video = torch.arange(30, dtype=torch.float32)
+    video[12:] += 3
+    video[22:] += 3
+    video = video[:, None, None, None].expand(30, 3, 2, 2)
+    assert transition_ratio(video, [10, 20], 0) == pytest.approx(27 / 33)  # the steps count among the others
+    assert transition_ratio(video, [10, 20], 3) == pytest.approx(4.0)
+
+
 def test_sample_latents_holds_the_known_frames():
     """Known latents enter every step noised to its level (flow: (1 - σ) z + σ ε) and end exactly as given."""
     objective = make_objective("flow", flow_shift=3.0)
@@ -107,29 +117,24 @@ def _inputs(frames, size=16):
 
 
 def test_overlap_zero_is_the_independent_windows(saved):
-    """overlap = 0 gives bit for bit the frames of the former loop: fresh noise per window, last window padded."""
+    """overlap = 0: each window sampled on its own from the seed's noise (the same for every window), last one
+    padded with its last frame."""
     reference, reference_normal, normals = _inputs(12)
-    out = DiffusionGenerator(saved, window=5, overlap=0).sample(reference, reference_normal, normals)
+    out = DiffusionGenerator(saved, window=5, overlap=0, seed=3).sample(reference, reference_normal, normals)
     module = DiffusionGenerator(saved, window=5, overlap=0).module
-    gen, old = torch.Generator().manual_seed(0), []
+    old = []
     for s in range(0, 12, 5):
         chunk = normals[s:s + 5]
         pad = 5 - len(chunk)
         chunk = torch.cat([chunk, chunk[-1:].expand(pad, -1, -1, -1)]) if pad else chunk
-        video = module.generate(reference[None], reference_normal[None], chunk[None], generator=gen, progress=False)
+        video = module.generate(reference[None], reference_normal[None], chunk[None],
+                                generator=torch.Generator().manual_seed(3), progress=False)
         old.append(video[0, :5 - pad])
     assert out.shape == (12, 3, 16, 16)
     assert torch.equal(out, torch.cat(old).clamp(0, 1))
 
 
-def test_overlapping_windows_carry_the_previous_frames(saved, monkeypatch):
-    """window 9, overlap 5 over 20 frames: windows at 0, 4, 8, 12; each later one gets the 5 frames before its new
-    ones as context, and the output has every frame once."""
-    assert window_starts(20, 9, 5) == [0, 4, 8, 12]
-    assert window_starts(20, 9, 0) == [0, 9, 18]
-    assert window_starts(9, 9, 5) == [0]
-    reference, reference_normal, normals = _inputs(20)
-    gen = DiffusionGenerator(saved, window=9, overlap=5)
+def _spy(gen, monkeypatch):
     calls, generate = [], gen.module.generate
 
     def spy(*args, context_frames=None, **kwargs):
@@ -138,10 +143,43 @@ def test_overlapping_windows_carry_the_previous_frames(saved, monkeypatch):
         return video
 
     monkeypatch.setattr(gen.module, "generate", spy)
+    return calls
+
+
+def test_blended_windows_cross_fade_the_shared_frames(saved, monkeypatch):
+    """window 5, overlap 2 over 12 frames: windows at 0, 3, 6, 9 (the last padded); the 2 frames a window shares
+    with the one before are cross-faded 1/3, 2/3 towards it, the others are the window's own."""
+    assert window_starts(12, 5, 2) == [0, 3, 6, 9]
+    reference, reference_normal, normals = _inputs(12)
+    gen = DiffusionGenerator(saved, window=5, overlap=2)
+    calls = _spy(gen, monkeypatch)
+    out = gen.sample(reference, reference_normal, normals)
+    assert out.shape == (12, 3, 16, 16) and all(c is None for c, _ in calls)
+    v = [video[0] for _, video in calls]
+    w = torch.tensor([1 / 3, 2 / 3])[:, None, None, None]
+    expected = torch.cat([v[0][:3], v[0][3:5] * (1 - w) + v[1][:2] * w, v[1][2:3], v[1][3:5] * (1 - w) + v[2][:2] * w,
+                          v[2][2:3], v[2][3:5] * (1 - w) + v[3][:2] * w, v[3][2:3]]).clamp(0, 1)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    assert not torch.equal(v[0][3:5], v[1][:2])  # the two windows disagree on the shared frames: a real blend
+
+
+def test_context_windows_carry_the_previous_frames(saved, monkeypatch):
+    """window 9, overlap 5 carried as context over 20 frames: windows at 0, 4, 8, 12; each later one gets the 5
+    frames before its new ones as context, and the output has every frame once."""
+    assert window_starts(20, 9, 5) == [0, 4, 8, 12]
+    assert window_starts(20, 9, 0) == [0, 9, 18]
+    assert window_starts(9, 9, 5) == [0]
+    reference, reference_normal, normals = _inputs(20)
+    gen = DiffusionGenerator(saved, window=9, overlap=5, carry="context")
+    calls = _spy(gen, monkeypatch)
     out = gen.sample(reference, reference_normal, normals)
     assert out.shape == (20, 3, 16, 16)
     assert [None if c is None else c.shape[1] for c, _ in calls] == [None, 5, 5, 5]
-    assert torch.equal(calls[1][0][0], out[4:9])  # context: the frames generated before, unchanged
+    assert torch.equal(calls[1][0][0].clamp(0, 1), out[4:9])  # context: the frames generated before, unchanged
     assert torch.equal(out[9:13], calls[1][1][0, 5:9].clamp(0, 1))  # only the new frames are kept
-    with pytest.raises(ValueError, match="overlap"):
-        DiffusionGenerator(saved, window=9, overlap=4)
+    with pytest.raises(ValueError, match="1 \\+ 4j"):
+        DiffusionGenerator(saved, window=9, overlap=4, carry="context")
+    with pytest.raises(ValueError, match="overlap < window"):
+        DiffusionGenerator(saved, window=9, overlap=9)
+    with pytest.raises(ValueError, match="carry"):
+        DiffusionGenerator(saved, window=9, carry="average")

@@ -44,7 +44,7 @@ from exptransfer import (
 )
 from exptransfer.retarget import BLENDED_REGIONS, Motion, Region
 
-from .generators import GeneratorInputs, GeneratorName, make_generator
+from .generators import Carry, GeneratorInputs, GeneratorName, check_overlap, make_generator
 from .stream import Chunk, Plan, StreamState, cat_params, slice_params
 
 logger = logging.getLogger(__name__)
@@ -80,8 +80,10 @@ class AnimateConfig:
         generator_weights: diffusion weights folder (written by DiffusionModule.save_pretrained).
         transfer_weights: expression transfer module (exptransfer folder or .ckpt); none: SMPL-X expression only.
         diffusion_window: frames generated per DiT call (1 + 4k).
-        diffusion_overlap: frames a diffusion window carries over from the previous one as context (0 or 1 + 4j;
-            0: independent windows, see expgen.generators.diffusion).
+        diffusion_overlap: frames consecutive diffusion windows share (0: independent windows; see
+            expgen.generators.diffusion).
+        diffusion_carry: how the shared frames pass on: blend (cross-fade, any overlap below the window) or
+            context (held as known latents, 1 + 4j frames; for checkpoints trained to continue a context).
         fit_steps: detail steps of the single-image reference fit.
         tracker: the SMPL-X tracker of the reference and the driving video.
         chunk: driving frames processed at once, from decoding to writing (memory does not grow with the video).
@@ -109,7 +111,8 @@ class AnimateConfig:
     generator_weights: str | None = None
     transfer_weights: str | None = None
     diffusion_window: int = 17
-    diffusion_overlap: int = 0
+    diffusion_overlap: int = 4
+    diffusion_carry: Carry = "blend"
     fit_steps: int = 60
     tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(steps=100))
     chunk: int = 128
@@ -131,10 +134,11 @@ class AnimateConfig:
             problems.append(f"max_frames must be >= 2, got {self.max_frames}")
         if self.diffusion_window < 1 or (self.diffusion_window - 1) % 4:
             problems.append(f"diffusion_window must be 1 + 4k frames, got {self.diffusion_window}")
-        if self.diffusion_overlap and ((self.diffusion_overlap - 1) % 4 or not 0 < self.diffusion_overlap
-                                       < self.diffusion_window):
-            problems.append(f"diffusion_overlap must be 0 or 1 + 4j frames below diffusion_window, got "
-                            f"{self.diffusion_overlap}")
+        else:
+            try:
+                check_overlap(self.diffusion_window, self.diffusion_overlap, self.diffusion_carry)
+            except ValueError as error:
+                problems.append(f"diffusion_{error}")
         if problems:
             raise ValueError("; ".join(problems))
         self.retargeting()
@@ -204,7 +208,7 @@ class Animator:
             self.transfer = freeze_transfer(load_transfer(cfg.transfer_weights)).to(cfg.device)
         self.generator, self.generator_reason = make_generator(cfg.generator, cfg.generator_weights, cfg.device,
                                                                cfg.dtype, cfg.diffusion_window, cfg.seed,
-                                                               cfg.diffusion_overlap)
+                                                               cfg.diffusion_overlap, cfg.diffusion_carry)
         self.region = self.model.region_weight(cfg.animate) if cfg.animate in BLENDED_REGIONS else None
 
     def components(self, head: PersonalizedHead | None = None) -> dict:

@@ -176,8 +176,9 @@ class DiffusionModule(L.LightningModule):
     def generate(self, reference_image: Tensor, reference_normal: Tensor, driving_normals: Tensor,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  generator: torch.Generator | None = None, progress: bool = True,
-                 context_frames: Tensor | None = None) -> Tensor:
-        """``B x 3 x H x W`` I_R and N^R, ``B x F x 3 x H x W`` N^D in ``[0, 1]`` -> ``B x F x 3 x H x W`` frames.
+                 context_frames: Tensor | None = None, output_type: Literal["frames", "latent"] = "frames") -> Tensor:
+        """``B x 3 x H x W`` I_R and N^R, ``B x F x 3 x H x W`` N^D in ``[0, 1]`` -> ``B x F x 3 x H x W`` frames
+        (``output_type="latent"``: the normalised latents before decoding).
 
         ``context_frames`` (``B x K x 3 x H x W``, ``K = 1 + 4j < F``) are held as the first K frames while sampling
         (:func:`expgen.sampling.generate`), e.g. the previous window's last frames.
@@ -188,7 +189,7 @@ class DiffusionModule(L.LightningModule):
             num_inference_steps=num_inference_steps or self.hparams.num_inference_steps,
             guidance_scale=self.hparams.guidance_scale if guidance_scale is None else guidance_scale,
             generator=generator, progress=progress, use_reference=self.hparams.use_reference,
-            context_frames=context_frames,
+            context_frames=context_frames, output_type=output_type,
         )
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:

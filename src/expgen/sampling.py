@@ -15,6 +15,7 @@ consistently with them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, SchedulerMixin
@@ -92,6 +93,7 @@ def generate(
     progress: bool = True,
     use_reference: bool = True,
     context_frames: Tensor | None = None,
+    output_type: Literal["frames", "latent"] = "frames",
 ) -> Tensor:
     """Animate a reference image with driving normal maps.
 
@@ -109,9 +111,10 @@ def generate(
         use_reference: False zeroes the reference tokens (a model trained with ``use_reference=False``).
         context_frames: optional ``B x K x 3 x H x W`` frames in ``[0, 1]``, ``K = 1 + 4j < F``, held as the first
             K frames (module docstring); the output's first K frames are their VAE reconstruction.
+        output_type: ``"frames"`` decodes; ``"latent"`` returns the denoised latents (as diffusers pipelines do).
 
     Returns:
-        ``B x F x 3 x H x W`` generated frames in ``[0, 1]``.
+        ``B x F x 3 x H x W`` generated frames in ``[0, 1]``, or the normalised ``B x C x f x h x w`` latents.
     """
     check_normal_video(driving_normals)
     b, f, _, h, w = driving_normals.shape
@@ -150,4 +153,6 @@ def generate(
         return (uncond + guidance_scale * (cond - uncond)).float()
 
     latents = sample_latents(predict, scheduler, noise, num_inference_steps, progress, known)
+    if output_type == "latent":
+        return latents
     return decode_latents(vae, latents.to(vae.device))

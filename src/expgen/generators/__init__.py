@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from .base import Generator, GeneratorInputs, GeneratorOutput
-from .diffusion import DiffusionGenerator
+from .diffusion import Carry, DiffusionGenerator, check_overlap
 from .geometric import GeometricGenerator
 
 GeneratorName = Literal["auto", "geometric", "diffusion"]
@@ -22,8 +22,8 @@ def choose_generator(name: GeneratorName, weights: str | None) -> tuple[str, str
 
 
 def make_generator(name: GeneratorName = "auto", weights: str | None = None, device: str = "cpu",
-                   dtype: str = "float32", window: int = 17, seed: int = 0, overlap: int = 0
-                   ) -> tuple[Generator, str]:
+                   dtype: str = "float32", window: int = 17, seed: int = 0, overlap: int = 4,
+                   carry: Carry = "blend") -> tuple[Generator, str]:
     """Build (and load the weights of) the generator :func:`choose_generator` picks; returns it and the reason.
 
     Raises:
@@ -37,8 +37,8 @@ def make_generator(name: GeneratorName = "auto", weights: str | None = None, dev
     if not weights:
         raise FileNotFoundError("the diffusion generator needs weights: pass --generator_weights DIR (a folder "
                                 "written by DiffusionModule.save_pretrained)")
-    return DiffusionGenerator(weights, device, dtype, window, seed, overlap), reason
+    return DiffusionGenerator(weights, device, dtype, window, seed, overlap, carry), reason
 
 
-__all__ = ["DiffusionGenerator", "Generator", "GeneratorInputs", "GeneratorName", "GeneratorOutput",
-           "GeometricGenerator", "choose_generator", "make_generator"]
+__all__ = ["Carry", "DiffusionGenerator", "Generator", "GeneratorInputs", "GeneratorName", "GeneratorOutput",
+           "GeometricGenerator", "check_overlap", "choose_generator", "make_generator"]
