@@ -89,6 +89,47 @@ def test_chunk_borders_change_nothing_but_the_tracking(talker, head_model, tmp_p
     assert torch.allclose(torch.cat([c.driving_normals for c in parts]), whole.driving_normals, atol=1e-3)
 
 
+def test_diffusion_windows_blend_across_chunks(talker, head_model, tmp_path):
+    """Chunks of 5 frames with the diffusion generator (window 5, overlap 2): each call's last 2 frames are held
+    back and given to the next call as ``previous``, whose first window blends into them; what comes out is every
+    frame once, the held ones as blended by the next call, and the last chunk holds nothing back."""
+    from expgen.module import DiffusionModule
+
+    torch.manual_seed(0)
+    module = DiffusionModule(num_inference_steps=2, vae_config={"base_dim": 4})
+    torch.nn.init.normal_(module.transformer.pose_patch_embedding.weight, std=1.0)  # frames that follow N^D
+    module.save_pretrained(tmp_path / "weights")
+    cfg = replace(CFG, max_frames=12, chunk=5, generator_weights=str(tmp_path / "weights"), diffusion_window=5,
+                  diffusion_overlap=2)
+    animator = Animator(cfg, model=head_model)
+    plan = animator.prepare(data.astronaut(), str(talker))
+    calls, generate = [], animator.generator
+
+    def spy(inputs, progress=False):
+        out = generate(inputs, progress)
+        calls.append((inputs.previous, inputs.num_frames, out.frames))
+        return out
+
+    animator.generator = type("Spy", (), {"carry_frames": generate.carry_frames, "__call__": staticmethod(spy),
+                                          "name": generate.name})()
+    chunks = list(animator.chunks(plan))
+    assert [c.start + c.frames.shape[0] for c in chunks[:-1]] == [c.start for c in chunks[1:]]
+    assert chunks[0].start == 0 and chunks[-1].start + chunks[-1].frames.shape[0] == 12
+    assert calls[0][0] is None and all(prev is not None and prev.shape[0] == 2 for prev, _, _ in calls[1:])
+    for (_, _, before), (prev, _, after) in zip(calls, calls[1:]):
+        assert torch.equal(prev, before[-2:])  # the held frames, as the previous call made them
+        assert not torch.equal(after[:2], before[-2:])  # blended with the new window's own
+    video = torch.cat([c.frames for c in chunks])
+
+    def found(frame):
+        return any(torch.equal(frame, v) for v in video)
+
+    for (_, _, before), (_, _, after) in zip(calls, calls[1:]):  # held frames come out as the next call blended them
+        assert found(after[0]) and found(after[1]) and not found(before[-2]) and not found(before[-1])
+    assert sum(n for _, n, _ in calls) == 12 + 2 * (len(calls) - 1)
+    assert torch.equal(video[-calls[-1][2].shape[0]:], calls[-1][2])  # the last call: nothing held back
+
+
 def test_killed_exp_animate_leaves_no_video_and_resumes(talker, tmp_path):
     out = tmp_path / "run" / "a.mp4"
     args = ["-d", str(talker), "-o", str(out), "--size", "64", "--fit_size", "96", "--fit_steps", "2",

@@ -45,7 +45,7 @@ from exptransfer import (
 from exptransfer.retarget import BLENDED_REGIONS, Motion, Region
 
 from .generators import Carry, GeneratorInputs, GeneratorName, check_overlap, make_generator
-from .stream import Chunk, Plan, StreamState, cat_params, slice_params
+from .stream import Chunk, HeldFrames, Plan, StreamState, cat_params, slice_params
 
 logger = logging.getLogger(__name__)
 Mode = Literal["cross", "self"]
@@ -297,7 +297,9 @@ class Animator:
     def process(self, plan: Plan, start: int, frames: np.ndarray, state: StreamState, last: bool,
                 timings: dict[str, float], progress: ProgressFn | None = None) -> Chunk | None:
         """Track one chunk of driving frames (indices ``start ..``) and generate what can be generated: all but
-        the last frames the transfer module needs as right context, which wait for the next chunk."""
+        the last frames the transfer module needs as right context, which wait for the next chunk. The last
+        ``generator.carry_frames`` generated frames are held back and given to the next call as ``previous``
+        (the diffusion generator's windows then blend across chunks); the last chunk outputs everything."""
         cfg = self.config
         if progress is not None:
             progress("track", start, plan.num_frames)
@@ -312,7 +314,7 @@ class Animator:
             progress("generate", start, plan.num_frames)
         clock = time.perf_counter()
         crops = plan.driving_box.apply(frames, cfg.size)
-        held = state.pending_params.batch_size if state.pending_params is not None else 0
+        pending_before = state.pending_params.batch_size if state.pending_params is not None else 0
         pending = cat_params([state.pending_params, params])
         pending_crops = crops if state.pending_crops is None else np.concatenate([state.pending_crops, crops])
         ctx = self._context()
@@ -321,10 +323,14 @@ class Animator:
         state.next_frame = start + len(frames)
         state.track_tail = slice_params(cat_params([state.track_tail, params]), slice(-max(cfg.overlap, 1), None))
         state.pending_params, state.pending_crops = slice_params(pending, slice(ready, None)), pending_crops[ready:]
-        if ready == 0:
+        held = state.held
+        if ready == 0:  # never on the last chunk: it generates all that is pending
             return None
         emitted = slice_params(pending, slice(0, ready))
-        state.emit_tail = slice_params(cat_params([state.emit_tail, emitted]), slice(-max(cfg.overlap, ctx, 1), None))
+        hold = self.generator.carry_frames
+        hold = hold if not last and ready + (len(held) if held else 0) >= hold else 0
+        state.emit_tail = slice_params(cat_params([state.emit_tail, emitted]),
+                                       slice(-(max(cfg.overlap, ctx, 1) + hold), None))
         n_left = left.batch_size if left is not None else 0
         vertices, landmarks = self._drive(plan, cat_params([left, pending]), state.origin)
         timings["transfer"] = timings.get("transfer", 0.0) + time.perf_counter() - clock
@@ -333,12 +339,24 @@ class Animator:
         with torch.no_grad():  # the reference mesh as the drive makes it with no motion: zero motion is no warp
             ref_vertices = transfer(plan.head, still_params(plan.head, 1), self.transfer).vertices[0]
         keep = slice(n_left, n_left + ready)
-        inputs = GeneratorInputs(plan.reference, plan.reference_normal, ref_vertices, vertices[keep], landmarks[keep],
-                                 self.model.faces, plan.camera, self.model.head_weight())
+        vertices, landmarks = vertices[keep], landmarks[keep]
+        if held is not None:
+            vertices, landmarks = torch.cat([held.vertices, vertices]), torch.cat([held.landmarks, landmarks])
+        inputs = GeneratorInputs(plan.reference, plan.reference_normal, ref_vertices, vertices, landmarks,
+                                 self.model.faces, plan.camera, self.model.head_weight(),
+                                 None if held is None else held.frames)
         out = self.generator(inputs.to(cfg.device), progress=False)
         timings["generate"] = timings.get("generate", 0.0) + time.perf_counter() - clock
-        return Chunk(start - held, out.frames, to_tensor(pending_crops[:ready]), out.driving_normals,
-                     emitted.map(lambda v: v.cpu()))
+        crops, params = to_tensor(pending_crops[:ready]), emitted.map(lambda v: v.cpu())
+        if held is not None:
+            crops, params = torch.cat([held.driving, crops]), cat_params([held.params, params])
+        n = out.frames.shape[0] - hold
+        state.held = HeldFrames(out.frames[n:], crops[n:], out.driving_normals[n:],
+                                slice_params(params, slice(n, None)), vertices[n:], landmarks[n:]) if hold else None
+        if n == 0:  # all held back
+            return None
+        return Chunk(start - pending_before - (len(held) if held else 0), out.frames[:n], crops[:n],
+                     out.driving_normals[:n], slice_params(params, slice(0, n)))
 
     def _origin(self, plan: Plan, start: int, params: HeadParams) -> HeadParams:
         """The tracked parameters of ``plan.origin_frame``, from the first chunk (frames ``start ..``) when it

@@ -214,7 +214,7 @@ class _WorkFolder:
         return starts, state
 
     def save_state(self, start: int, state: StreamState, emitted: int) -> None:
-        tensors = {**state.origin.to_tensors("origin."), **state.emit_tail.to_tensors("tail."),
+        tensors = {**state.origin.to_tensors("origin."), **state.written_tail().to_tensors("tail."),
                    "next_frame": torch.tensor(emitted)}
         with atomic_path(self.root / f"state_{start:06d}.safetensors") as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))

@@ -79,6 +79,23 @@ class Chunk:
 
 
 @dataclass
+class HeldFrames:
+    """The last frames of a generator call, held back from the output until the next call has blended into them
+    (``K`` frames: the :class:`Chunk` fields, and the driven ``K x N_s x 3`` vertices and ``K x 68 x 3`` landmarks
+    the next call is given again)."""
+
+    frames: Tensor
+    driving: Tensor
+    driving_normals: Tensor
+    params: HeadParams
+    vertices: Tensor
+    landmarks: Tensor
+
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+
+@dataclass
 class StreamState:
     """What carries from one chunk to the next.
 
@@ -89,6 +106,7 @@ class StreamState:
         emit_tail: tracked parameters of the last frames generated (the transfer module's left context).
         pending_params, pending_crops: frames tracked but not generated yet (the transfer module's right
             context was not tracked yet), with their output-size crops.
+        held: frames generated but not output yet (:class:`HeldFrames`); ``emit_tail`` includes them.
     """
 
     next_frame: int = 0
@@ -97,6 +115,13 @@ class StreamState:
     emit_tail: HeadParams | None = None
     pending_params: HeadParams | None = None
     pending_crops: np.ndarray | None = None
+    held: HeldFrames | None = None
+
+    def written_tail(self) -> HeadParams | None:
+        """``emit_tail`` without the held frames: the parameters of the last frames output."""
+        if self.held is None or self.emit_tail is None:
+            return self.emit_tail
+        return slice_params(self.emit_tail, slice(0, self.emit_tail.batch_size - len(self.held)))
 
     @staticmethod
     def resume(next_frame: int, origin: HeadParams, tail: HeadParams) -> StreamState:
@@ -115,4 +140,4 @@ def slice_params(params: HeadParams | None, sl: slice) -> HeadParams | None:
     return None if params is None else params.map(lambda v: v[sl])
 
 
-__all__ = ["Chunk", "Plan", "StreamState", "cat_params", "slice_params"]
+__all__ = ["Chunk", "HeldFrames", "Plan", "StreamState", "cat_params", "slice_params"]

@@ -29,6 +29,9 @@ class GeneratorInputs:
         faces: ``M x 3`` dense faces.
         camera: the reference camera at ``S x S`` (batch 1).
         head_weight: ``N_s`` per-vertex weight of the rigid head (None: not used).
+        previous: ``K x 3 x S x S`` frames a previous call already generated for the first ``K`` driving frames
+            (the animator holds back the last :attr:`Generator.carry_frames` frames of each call and passes them to
+            the next, so windows blend across its chunks); None: no such frames.
     """
 
     reference: Tensor
@@ -39,6 +42,7 @@ class GeneratorInputs:
     faces: Tensor
     camera: Camera
     head_weight: Tensor | None = None
+    previous: Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -49,7 +53,8 @@ class GeneratorInputs:
         return GeneratorInputs(self.reference.to(device), self.reference_normal.to(device),
                                self.reference_vertices.to(device), self.driving_vertices.to(device),
                                self.driving_landmarks.to(device), self.faces.to(device), self.camera.to(device),
-                               None if self.head_weight is None else self.head_weight.to(device))
+                               None if self.head_weight is None else self.head_weight.to(device),
+                               None if self.previous is None else self.previous.to(device))
 
 
 @dataclass
@@ -65,6 +70,7 @@ class Generator(Protocol):
     """A video generator (see the module docstring)."""
 
     name: str
+    carry_frames: int  # trailing frames of a call to pass back as the next call's ``previous`` (0: none)
 
     def describe(self) -> dict:
         """What runs (JSON-ready): the generator, its weights and their fingerprint, device, precision."""

@@ -82,6 +82,7 @@ class DiffusionGenerator:
         check_overlap(window, overlap, carry)
         self.weights, self.device, self.dtype, self.window, self.seed = str(weights), device, dtype, window, seed
         self.overlap, self.carry = overlap, carry
+        self.carry_frames = overlap
         self.module = DiffusionModule.from_pretrained(weights).to(device).eval()
         for part in (self.module.transformer, self.module.vae):
             cast_for_inference(part, getattr(torch, dtype))
@@ -99,18 +100,29 @@ class DiffusionGenerator:
         last frame)."""
         x = inputs.to(self.device)
         normals = render_normal_images(x.driving_vertices, x.faces, x.camera)
-        return GeneratorOutput(self.sample(x.reference, x.reference_normal, normals, progress),
+        return GeneratorOutput(self.sample(x.reference, x.reference_normal, normals, progress, x.previous),
                                normals.float().cpu())
 
     @torch.no_grad()
-    def sample(self, reference: Tensor, reference_normal: Tensor, normals: Tensor, progress: bool = False) -> Tensor:
-        """``3 x S x S`` I_R and N^R, ``F x 3 x S x S`` N^D -> ``F x 3 x S x S`` frames on the CPU, in ``[0, 1]``."""
+    def sample(self, reference: Tensor, reference_normal: Tensor, normals: Tensor, progress: bool = False,
+               previous: Tensor | None = None) -> Tensor:
+        """``3 x S x S`` I_R and N^R, ``F x 3 x S x S`` N^D -> ``F x 3 x S x S`` frames on the CPU, in ``[0, 1]``.
+
+        ``previous``: ``overlap x 3 x S x S`` frames an earlier call generated for the first ``overlap`` frames (the
+        end of its last window); the first window then carries them as if they came from a window before it.
+        """
         reference, reference_normal = reference.to(self.device), reference_normal.to(self.device)
         normals = normals.to(self.device)
         gen = torch.Generator(self.device)
         n, win = normals.shape[0], self.window
         out = torch.zeros(n, *normals.shape[1:])
         done = 0  # frames generated so far
+        if previous is not None:
+            if previous.shape[0] != self.overlap or previous.shape[0] >= n:
+                raise ValueError(f"previous: {previous.shape[0]} frames given for an overlap of {self.overlap} and "
+                                 f"{n} frames")
+            done = previous.shape[0]
+            out[:done] = previous.float().cpu()
         for s in window_starts(n, win, self.overlap):
             chunk = normals[s:s + win]
             pad = win - chunk.shape[0]

@@ -110,6 +110,7 @@ class GeometricGenerator:
     """
 
     name = "geometric"
+    carry_frames = 0  # every frame is rendered on its own: nothing to carry between calls
 
     def __init__(self, flow_sigma: float = 0.08, background_weight: float = 0.02, gap_stretch: float = 1.5,
                  feather: float = 0.02, rigid_reach: float = 0.2, work_size: int = 256) -> None:
