@@ -151,7 +151,8 @@ def geometric_videos(clips: list[dict[str, Any]], total_frames: int, model: Head
         subject, head = heads[c["seed"]]
         sl, ref = slice(c["start"], c["start"] + len(c["frames"])), c["reference_frame"]
         inputs = GeneratorInputs(c["reference_image"], c["reference_normal"], head.vertices[ref], head.vertices[sl],
-                                 head.landmarks[sl], model.faces, subject.camera, model.head_weight())
+                                 head.landmarks[sl], model.faces, subject.camera, model.head_weight(),
+                                 head.landmarks[ref])
         result = generator(inputs)
         drift = (result.driving_normals - c["driving_normals"]).abs().mean()
         if drift > 0.01:  # the regenerated meshes must be the clip's

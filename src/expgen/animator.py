@@ -338,12 +338,13 @@ class Animator:
         clock = time.perf_counter()
         with torch.no_grad():  # the reference mesh as the drive makes it with no motion: zero motion is no warp
             ref_vertices = transfer(plan.head, still_params(plan.head, 1), self.transfer).vertices[0]
+            ref_landmarks = self.model.landmarks_of(ref_vertices[None])[0]
         keep = slice(n_left, n_left + ready)
         vertices, landmarks = vertices[keep], landmarks[keep]
         if held is not None:
             vertices, landmarks = torch.cat([held.vertices, vertices]), torch.cat([held.landmarks, landmarks])
         inputs = GeneratorInputs(plan.reference, plan.reference_normal, ref_vertices, vertices, landmarks,
-                                 self.model.faces, plan.camera, self.model.head_weight(),
+                                 self.model.faces, plan.camera, self.model.head_weight(), ref_landmarks,
                                  None if held is None else held.frames)
         out = self.generator(inputs.to(cfg.device), progress=False)
         timings["generate"] = timings.get("generate", 0.0) + time.perf_counter() - clock

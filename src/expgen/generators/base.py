@@ -29,6 +29,8 @@ class GeneratorInputs:
         faces: ``M x 3`` dense faces.
         camera: the reference camera at ``S x S`` (batch 1).
         head_weight: ``N_s`` per-vertex weight of the rigid head (None: not used).
+        reference_landmarks: ``68 x 3`` iBUG-68 landmarks of ``reference_vertices`` (None: features that need them,
+            such as the geometric generator's eyelids, are off).
         previous: ``K x 3 x S x S`` frames a previous call already generated for the first ``K`` driving frames
             (the animator holds back the last :attr:`Generator.carry_frames` frames of each call and passes them to
             the next, so windows blend across its chunks); None: no such frames.
@@ -42,6 +44,7 @@ class GeneratorInputs:
     faces: Tensor
     camera: Camera
     head_weight: Tensor | None = None
+    reference_landmarks: Tensor | None = None
     previous: Tensor | None = None
 
     @property
@@ -53,8 +56,8 @@ class GeneratorInputs:
         return GeneratorInputs(self.reference.to(device), self.reference_normal.to(device),
                                self.reference_vertices.to(device), self.driving_vertices.to(device),
                                self.driving_landmarks.to(device), self.faces.to(device), self.camera.to(device),
-                               None if self.head_weight is None else self.head_weight.to(device),
-                               None if self.previous is None else self.previous.to(device))
+                               *(None if t is None else t.to(device)
+                                 for t in (self.head_weight, self.reference_landmarks, self.previous)))
 
 
 @dataclass

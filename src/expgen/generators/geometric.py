@@ -12,7 +12,9 @@ expression and pose, and the reference image is warped backward along that corre
   beyond the head, plus the rest of the flow extended by normalised Gaussian convolution: hair then
   turns with the head instead of smearing where a rolling head drags only its near side;
 * inside the driving frame's inner-lip contour (iBUG 60-67), faces stretched by an opening mouth
-  (area ratio above ``gap_stretch``) are shaded as the mouth cavity instead of stretching the lips.
+  (area ratio above ``gap_stretch``) are shaded as the mouth cavity instead of stretching the lips;
+* an eye the driver closes further than the reference's is covered with lid skin from its top down
+  (:mod:`expgen.generators.eyelids`; needs ``reference_landmarks``), not smeared by the stretched lid.
 
 The correspondence is smooth, so it is computed at ``work_size`` pixels at most (render, flow, cavity mask)
 and up-sampled; only the final look-up reads the reference at the output's full resolution.
@@ -33,6 +35,7 @@ from exphead.geometry import face_normals
 from exphead.render import interpolate, normal_to_image, render_normal_depth
 
 from .base import GeneratorInputs, GeneratorOutput
+from .eyelids import close_eyelids, eye_closure, eye_maps
 
 MOUTH_COLOR = (0.16, 0.05, 0.05)
 
@@ -141,6 +144,9 @@ class GeometricGenerator:
         ref_area = face_normals(x.reference_vertices[None], faces, normalize=False).norm(dim=-1)[0]
         pix = torch.stack(torch.meshgrid(torch.arange(h, device=device) + 0.5, torch.arange(w, device=device) + 0.5,
                                          indexing="ij")[::-1], -1)
+        eyes = None
+        if x.reference_landmarks is not None:
+            eyes = eye_maps(reference, x.camera.project(x.reference_landmarks[None])[0])
         frames, normals = [], []
         starts = range(0, x.num_frames, chunk)
         for s in tqdm(starts, desc="generate: geometric", disable=not progress):
@@ -156,10 +162,12 @@ class GeometricGenerator:
                 hw = interpolate(x.head_weight[None, :, None].to(flow.dtype), r.fragments, faces)[..., 0] * mask[:, 0]
                 reach = (2 * _smooth(hw[:, None], self.rigid_reach * max(h, w))).clamp(0, 1).permute(0, 2, 3, 1)
                 rigid = _similarity_flow(pix, flow, hw) * reach
-            grid = self._grid(pix, flow, rigid, mask)
-            out = F.grid_sample(reference[None].expand(b, -1, -1, -1), up(grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1),
-                                mode="bilinear", padding_mode="border", align_corners=False)
+            grid = up(self._grid(pix, flow, rigid, mask).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            out = F.grid_sample(reference[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
+                                align_corners=False)
             landmarks = x.driving_landmarks[s:s + chunk]
+            if eyes is not None:
+                out = close_eyelids(out, grid, eyes, eye_closure(landmarks, x.reference_landmarks))
             gap = up(self._cavity(verts, faces, ref_area, r.fragments.face_id, landmarks, camera))
             shade = up((-r.normal[:, 2:3]).clamp(0.3, 1.0))
             cavity = torch.tensor(MOUTH_COLOR, dtype=out.dtype, device=device)[None, :, None, None] * shade

@@ -1,0 +1,128 @@
+"""Eyelids of the geometric generator: a closing lid covers the eye with lid skin.
+
+The warp alone stretches the reference's thin upper lid (lashes, the top of the iris) over a closing eye, which
+reads as a dark smear, not a blink. So, in the reference image, each eye opening (the iBUG 36-41 / 42-47
+polygon of the reference mesh's landmarks, widened by a margin) gets a lid coordinate ``t`` (0 at the upper lid,
+1 at the lower lid) and a lid-skin image (the opening filled from the skin around it by normalised Gaussian
+convolution). Each frame's closure ``c`` per eye compares the driven mesh's lid distance with the reference
+mesh's (0: as open as the reference or wider, 1: closed); the lid's edge moves from the upper lid (``c = 0``) to
+the lower lid (``c = 1``), output pixels that read the reference eye above it show lid skin, and a lash line
+darkens the edge (a blank lid without it reads as an open eye to face-mesh detectors). The maps live in reference
+pixels, so they follow the output along the warp's own look-up grid.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.transforms.v2.functional import gaussian_blur
+
+RIGHT_EYE = (36, 37, 38, 39, 40, 41)  # image-left eye: outer corner, upper lid x2, inner corner, lower lid x2
+LEFT_EYE = (42, 43, 44, 45, 46, 47)  # image-right eye: inner corner, upper lid x2, outer corner, lower lid x2
+CLOSED_OPENNESS = 0.05  # lid distance / eye width of a closed eye on the head model (its lid landmarks never meet)
+MIN_OPENING = 0.08  # reference openness below which its eye counts as closed already (no eyelid then)
+
+
+class EyeMaps(NamedTuple):
+    """``maps``: ``8 x H x W`` (inside, and inside times: t, t of the upper lid, t of the lower lid) of the right
+    eye, then the left, in reference pixels;
+    ``skin``: ``3 x H x W`` the reference with both openings filled with lid skin."""
+
+    maps: Tensor
+    skin: Tensor
+
+
+def eye_openness(landmarks: Tensor) -> Tensor:
+    """``... x 68 x 3`` landmarks -> ``... x 2`` mean lid distance over eye width (right eye, left eye)."""
+    out = []
+    for e in (RIGHT_EYE, LEFT_EYE):
+        p = landmarks[..., list(e), :]
+        lid = ((p[..., 1, :] - p[..., 5, :]).norm(dim=-1) + (p[..., 2, :] - p[..., 4, :]).norm(dim=-1)) / 2
+        out.append(lid / (p[..., 0, :] - p[..., 3, :]).norm(dim=-1).clamp_min(1e-9))
+    return torch.stack(out, -1)
+
+
+def eye_closure(landmarks: Tensor, reference: Tensor) -> Tensor:
+    """``B x 68 x 3`` driven and ``68 x 3`` reference landmarks (any one frame) -> ``B x 2`` closure in [0, 1]: how
+    far the openness went from the reference's towards :data:`CLOSED_OPENNESS`, 0 for an eye the reference already
+    shows closed."""
+    ref = eye_openness(reference)
+    closure = ((ref - eye_openness(landmarks)) / (ref - CLOSED_OPENNESS).clamp_min(1e-9)).clamp(0, 1)
+    return torch.where(ref > MIN_OPENING, closure, torch.zeros_like(closure))
+
+
+def eye_maps(reference: Tensor, landmarks_uv: Tensor) -> EyeMaps:
+    """``3 x H x W`` reference image and ``68 x 2`` pixel coordinates of its landmarks -> :class:`EyeMaps`."""
+    h, w = reference.shape[-2:]
+    uv = landmarks_uv.detach().double().cpu().numpy()
+    x, y = np.arange(w) + 0.5, np.arange(h) + 0.5
+    maps, height = [], 1.0
+    for e in (RIGHT_EYE, LEFT_EYE):
+        upper, lower = uv[[e[0], e[1], e[2], e[3]]], uv[[e[0], e[5], e[4], e[3]]]
+        ends = np.clip(x, upper[:, 0].min(), upper[:, 0].max())  # lids as parabolas through their 4 points
+        top, bottom = np.polyval(np.polyfit(*upper.T, 2), ends), np.polyval(np.polyfit(*lower.T, 2), ends)
+        opening = float(np.max(bottom - top))
+        margin = 0.5 * max(opening, 0.0) + 1.0  # the photo's lash line lies outside the landmark polygon
+        top, bottom = top - margin, bottom + margin
+        t = (y[:, None] - top[None]) / np.maximum(bottom - top, 1e-6)[None]
+        upper_lid = margin / np.maximum(bottom - top, 1e-6)  # t of the upper lid, per column
+        lower_lid = (bottom - margin - top) / np.maximum(bottom - top, 1e-6)  # t of the lower lid
+        left, right = upper[:, 0].min() - margin, upper[:, 0].max() + margin
+        columns = np.clip(np.minimum(x - left, right - x) / margin, 0, 1)  # fades out past the corners
+        inside = np.clip(np.minimum(t, 1 - t) / 0.15, 0, 1) * columns[None]  # soft-edged opening
+        maps += [inside, np.clip(t, 0, 1) * inside, upper_lid[None] * inside, lower_lid[None] * inside]
+        height = max(height, opening + 2 * margin)
+    stacked = torch.from_numpy(np.stack(maps)).to(reference)
+    hole = F.max_pool2d((stacked[0::4].amax(0) > 0).to(reference)[None, None], 3, 1, 1)[0]  # 1 x H x W
+    # lid skin: the skin around the openings by normalised convolution, weighted towards the brighter pixels
+    # (skin rather than lashes, brows or hair)
+    kernel, sigma = 2 * int(1.5 * height) + 1, [0.5 * height] * 2
+    ring = (F.max_pool2d(hole[None], kernel, 1, kernel // 2)[0] > 0) & (hole == 0)
+    luma = (0.299 * reference[0] + 0.587 * reference[1] + 0.114 * reference[2])[None]
+    bright = torch.sigmoid((luma - luma[ring].median()) / 0.03) if ring.any() else torch.ones_like(luma)
+    known = (1 - hole) * bright
+    fill = gaussian_blur((reference * known)[None], [kernel, kernel], sigma)[0]
+    skin = torch.lerp(reference, fill / gaussian_blur(known[None], [kernel, kernel], sigma)[0].clamp_min(1e-6), hole)
+    return EyeMaps(stacked, skin)
+
+
+def close_eyelids(frames: Tensor, grid: Tensor, maps: EyeMaps, closure: Tensor, soft: float = 0.15) -> Tensor:
+    """Cover the closing part of each eye with lid skin.
+
+    Args:
+        frames: ``B x 3 x H x W`` warped frames.
+        grid: ``B x H x W x 2`` where each output pixel read the reference (``grid_sample`` coordinates).
+        maps: the reference's :class:`EyeMaps`.
+        closure: ``B x 2`` per-eye closure (:func:`eye_closure`).
+        soft: width of the lid's edge, in units of the eye's height.
+
+    Returns:
+        ``B x 3 x H x W`` frames.
+    """
+    b = frames.shape[0]
+    read = F.grid_sample(maps.maps[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
+    skin = F.grid_sample(maps.skin[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
+                         align_corners=False)
+    cover, lash = torch.zeros_like(read[:, :1]), torch.zeros_like(read[:, :1])
+    k = max(1, round(frames.shape[-2] / 256))  # the lash line's width in output pixels
+    for e in range(2):
+        inside = read[:, 4 * e:4 * e + 1]
+        t, upper, lower = (read[:, 4 * e + 1:4 * e + 4] / inside.clamp_min(1e-6)).split(1, dim=1)
+        c = closure[:, e].to(frames).view(b, 1, 1, 1)
+        edge = upper - soft + c * (lower - upper + soft)  # the lid's edge: the upper lid at c = 0, the lower at 1
+        band = torch.where(t < upper, (c / 0.3).clamp(max=1), 1.0)  # the reference's lid above: taken in gradually
+        covered = ((edge - t) / soft + 1).clamp(0, 1) * inside * band
+        # lashes along the lid's lower edge in the output (the warp squeezes the closing opening to a few pixels)
+        below = F.pad(covered, (0, 0, 0, k))[..., k:, :]
+        lash = torch.maximum(lash, (covered - below).clamp(0, 1) * c)
+        cover = torch.maximum(cover, covered)
+    lid = skin * 0.95  # lid skin a little darker than the skin around it
+    return torch.lerp(frames, lid, cover) * (1 - 0.6 * lash)
+
+
+__all__ = ["EyeMaps", "close_eyelids", "eye_closure", "eye_maps", "eye_openness"]
