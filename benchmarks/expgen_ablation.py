@@ -75,7 +75,8 @@ from expgen.data.subjects import SOURCE  # noqa: E402
 from expgen.generators.base import GeneratorInputs  # noqa: E402
 from expgen.generators.diffusion import DiffusionGenerator, window_starts  # noqa: E402
 from expgen.generators.geometric import GeometricGenerator  # noqa: E402
-from expgen.vae import decode_latents, encode_video  # noqa: E402
+from expgen.module import pixel_coverage, weighted_mse  # noqa: E402
+from expgen.vae import decode_latents, encode_posterior, encode_video, kl_to_standard_normal  # noqa: E402
 from exphead.head_model import HeadModel  # noqa: E402
 from exphead.render import normal_to_image, render_normal_images  # noqa: E402
 from exphead.synthetic.subject import make_subject, render_subject  # noqa: E402
@@ -198,6 +199,42 @@ def train_or_load(name: str, model_args: dict[str, Any], data: VideoDataModule, 
     return folder, seconds
 
 
+def refine_vae(source: Path, data: VideoDataModule, steps: int, model_args: dict[str, Any], work: Path,
+               lr: float = 5e-4) -> tuple[Path, float]:
+    """Train the VAE of the saved module ``source`` alone for ``steps`` more steps (batches of 4 training clips,
+    AdamW, the module's face-weighted reconstruction + KL loss, seed 0) and save the module to
+    ``work/checkpoints/vae_refined-<hash>``; reuse a saved one. Returns the folder and the seconds."""
+    settings = {"source": str(source), "steps": steps, "lr": lr}
+    folder = work / "checkpoints" / f"vae_refined-{hashlib.sha1(json.dumps(settings).encode()).hexdigest()[:10]}"
+    record = folder / "train.json"
+    if record.is_file():
+        log.info("vae_refined: reusing %s", folder)
+        return folder, json.loads(record.read_text())["train_s"]
+    module = DiffusionModule.from_pretrained(source)
+    vae = module.vae.train().requires_grad_(True)
+    clips = [read_clip(path) for path in data.train_set.files]
+    frames = torch.stack([c.frames.float() / 255 for c in clips])
+    normals = torch.stack([c.driving_normals.float() / 255 for c in clips])
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.01)
+    g, start = torch.Generator().manual_seed(0), time.perf_counter()
+    for _ in range(steps):
+        pick = torch.randint(0, len(frames), (4,), generator=g)
+        posterior = encode_posterior(vae, frames[pick])
+        reconstruction = vae.decode(posterior.sample(g)).sample
+        target = frames[pick].permute(0, 2, 1, 3, 4) * 2 - 1
+        weight = 1.0 + model_args["face_loss_weight"] * pixel_coverage(normals[pick])
+        loss = weighted_mse(reconstruction.float(), target, weight) + model_args["vae_kl_weight"] * (
+            kl_to_standard_normal(posterior))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    seconds = time.perf_counter() - start
+    module.vae.eval()
+    module.save_pretrained(folder)
+    record.write_text(json.dumps({"settings": settings, "train_s": seconds}, indent=2))
+    return folder, seconds
+
+
 @torch.no_grad()
 def window_rows(folder: Path, seed: int, num_frames: int, size: int, window: int, carried: list[tuple[str, int]],
                 steps: int, model: HeadModel) -> tuple[list[dict[str, Any]], dict[str, Tensor]]:
@@ -260,6 +297,8 @@ def main(argv: list[str] | None = None) -> None:
                         "x batches - vae_train_steps; quick 120)")
     parser.add_argument("--vae_from", type=Path, help="a saved module whose VAE the trained rows share (default: "
                         "train it: tiny.yaml's first vae_train_steps steps; quick 60)")
+    parser.add_argument("--vae_refine_steps", type=int, default=0, help="then train that VAE alone for this many "
+                        "steps (refine_vae) before the DiT rows")
     parser.add_argument("--trained", nargs="*", default=list(TRAINED), choices=list(TRAINED),
                         help="trained rows to run")
     parser.add_argument("--model_args", type=json.loads, default={}, help="JSON overrides of tiny.yaml's model")
@@ -299,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
         vae = args.vae_from
         if vae is None:
             vae, train_s["vae"] = train_or_load("vae", {**model_args, "vae_train_steps": None}, data, vae_steps, work)
+        if args.vae_refine_steps:
+            vae, train_s["vae_refine"] = refine_vae(vae, data, args.vae_refine_steps, model_args, work)
         dit_args = {**model_args, "vae_loss_weight": 0.0, "vae_train_steps": None}
         clips = held_out_clips(data.val_set.files)
         head_model = HeadModel()
@@ -338,7 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         meta = {**machine_meta(), "config": str(CONFIG.relative_to(CONFIG.parents[2])), "model": model_args,
                 "data": data_args, "train_clips": len(data.train_set), "val_clips": len(clips),
-                "vae_steps": vae_steps, "vae_from": str(vae), "vae_train_s": train_s.get("vae"),
+                "vae_steps": vae_steps, "vae_refine_steps": args.vae_refine_steps, "vae_from": str(vae),
+                "vae_train_s": train_s.get("vae"), "vae_refine_s": train_s.get("vae_refine"),
                 "dit_steps": train_steps, "sampling_steps": steps, "window": window, "carried": carried,
                 "quick": args.quick}
         write_json(args.json, "expgen_ablation", rows, meta)

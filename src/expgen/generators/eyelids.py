@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms.v2.functional import gaussian_blur
+
+from .filters import gaussian_blur, max_pool
 
 RIGHT_EYE = (36, 37, 38, 39, 40, 41)  # image-left eye: outer corner, upper lid x2, inner corner, lower lid x2
 LEFT_EYE = (42, 43, 44, 45, 46, 47)  # image-right eye: inner corner, upper lid x2, outer corner, lower lid x2
@@ -77,20 +78,31 @@ def eye_maps(reference: Tensor, landmarks_uv: Tensor) -> EyeMaps:
         maps += [inside, np.clip(t, 0, 1) * inside, upper_lid[None] * inside, lower_lid[None] * inside]
         height = max(height, opening + 2 * margin)
     stacked = torch.from_numpy(np.stack(maps)).to(reference)
-    hole = F.max_pool2d((stacked[0::4].amax(0) > 0).to(reference)[None, None], 3, 1, 1)[0]  # 1 x H x W
     # lid skin: the skin around the openings by normalised convolution, weighted towards the brighter pixels
-    # (skin rather than lashes, brows or hair)
-    kernel, sigma = 2 * int(1.5 * height) + 1, [0.5 * height] * 2
-    ring = (F.max_pool2d(hole[None], kernel, 1, kernel // 2)[0] > 0) & (hole == 0)
-    luma = (0.299 * reference[0] + 0.587 * reference[1] + 0.114 * reference[2])[None]
-    bright = torch.sigmoid((luma - luma[ring].median()) / 0.03) if ring.any() else torch.ones_like(luma)
-    known = (1 - hole) * bright
-    fill = gaussian_blur((reference * known)[None], [kernel, kernel], sigma)[0]
-    skin = torch.lerp(reference, fill / gaussian_blur(known[None], [kernel, kernel], sigma)[0].clamp_min(1e-6), hole)
+    # (skin rather than lashes, brows or hair); computed on the box around both eyes only
+    rows, cols = torch.nonzero(stacked[0::4].amax(0) > 0, as_tuple=True)
+    skin = reference.clone()
+    if rows.numel():
+        pad = int(2 * height) + 2
+        r0, r1 = max(0, int(rows.min()) - pad), min(h, int(rows.max()) + pad + 1)
+        c0, c1 = max(0, int(cols.min()) - pad), min(w, int(cols.max()) + pad + 1)
+        skin[:, r0:r1, c0:c1] = _lid_skin(reference[:, r0:r1, c0:c1], stacked[0::4, r0:r1, c0:c1].amax(0), height)
     return EyeMaps(stacked, skin)
 
 
-def close_eyelids(frames: Tensor, grid: Tensor, maps: EyeMaps, closure: Tensor, soft: float = 0.15) -> Tensor:
+def _lid_skin(image: Tensor, opening: Tensor, height: float) -> Tensor:
+    """``3 x h x w`` image with the ``h x w`` ``opening`` (> 0) filled from the brighter skin around it."""
+    hole = max_pool((opening > 0).to(image)[None, None], 1)[0]
+    ring = (max_pool(hole[None], int(1.5 * height))[0] > 0) & (hole == 0)
+    luma = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
+    bright = torch.sigmoid((luma - luma[ring].median()) / 0.03) if ring.any() else torch.ones_like(luma)
+    known = (1 - hole) * bright
+    fill = gaussian_blur(torch.cat([image * known, known])[None], 0.5 * height)[0]
+    return torch.lerp(image, fill[:3] / fill[3:].clamp_min(1e-6), hole)
+
+
+def close_eyelids(frames: Tensor, grid: Tensor, maps: EyeMaps, closure: Tensor, work_grid: Tensor | None = None,
+                  soft: float = 0.15) -> Tensor:
     """Cover the closing part of each eye with lid skin.
 
     Args:
@@ -98,18 +110,21 @@ def close_eyelids(frames: Tensor, grid: Tensor, maps: EyeMaps, closure: Tensor, 
         grid: ``B x H x W x 2`` where each output pixel read the reference (``grid_sample`` coordinates).
         maps: the reference's :class:`EyeMaps`.
         closure: ``B x 2`` per-eye closure (:func:`eye_closure`).
+        work_grid: the same look-up at a lower resolution (``B x h x w x 2``), where the lid's coverage is computed
+            and then up-sampled; None: at ``H x W``.
         soft: width of the lid's edge, in units of the eye's height.
 
     Returns:
         ``B x 3 x H x W`` frames.
     """
-    b = frames.shape[0]
-    read = F.grid_sample(maps.maps[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False)
-    skin = F.grid_sample(maps.skin[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
+    b, size = frames.shape[0], frames.shape[-2:]
+    if not bool((closure > 0).any()):
+        return frames
+    look = grid if work_grid is None else work_grid
+    read = F.grid_sample(maps.maps[None].expand(b, -1, -1, -1), look, mode="bilinear", padding_mode="zeros",
                          align_corners=False)
     cover, lash = torch.zeros_like(read[:, :1]), torch.zeros_like(read[:, :1])
-    k = max(1, round(frames.shape[-2] / 256))  # the lash line's width in output pixels
+    k = max(1, round(read.shape[-2] / 256))  # the lash line's width in (work) pixels
     for e in range(2):
         inside = read[:, 4 * e:4 * e + 1]
         t, upper, lower = (read[:, 4 * e + 1:4 * e + 4] / inside.clamp_min(1e-6)).split(1, dim=1)
@@ -121,8 +136,20 @@ def close_eyelids(frames: Tensor, grid: Tensor, maps: EyeMaps, closure: Tensor, 
         below = F.pad(covered, (0, 0, 0, k))[..., k:, :]
         lash = torch.maximum(lash, (covered - below).clamp(0, 1) * c)
         cover = torch.maximum(cover, covered)
+    if cover.shape[-2:] != size:
+        cover, lash = F.interpolate(torch.cat([cover, lash], 1), size=size, mode="bilinear",
+                                    align_corners=False).split(1, dim=1)
+    rows, cols = torch.nonzero((cover + lash).amax((0, 1)) > 0, as_tuple=True)
+    if not rows.numel():
+        return frames
+    box = (slice(None), slice(None), slice(int(rows.min()), int(rows.max()) + 1),
+           slice(int(cols.min()), int(cols.max()) + 1))  # only the pixels a lid covers read the lid skin
+    skin = F.grid_sample(maps.skin[None].expand(b, -1, -1, -1), grid[box[0], box[2], box[3]], mode="bilinear",
+                         padding_mode="border", align_corners=False)
+    out = frames.clone()
     lid = skin * 0.95  # lid skin a little darker than the skin around it
-    return torch.lerp(frames, lid, cover) * (1 - 0.6 * lash)
+    out[box] = torch.lerp(frames[box], lid, cover[box]) * (1 - 0.6 * lash[box])
+    return out
 
 
 __all__ = ["EyeMaps", "close_eyelids", "eye_closure", "eye_maps", "eye_openness"]

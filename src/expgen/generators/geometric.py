@@ -36,45 +36,9 @@ from exphead.render import interpolate, normal_to_image, render_normal_depth
 
 from .base import GeneratorInputs, GeneratorOutput
 from .eyelids import close_eyelids, eye_closure, eye_maps
+from .filters import gaussian_blur, max_pool, smooth
 
 MOUTH_COLOR = (0.16, 0.05, 0.05)
-
-
-def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of ``B x C x H x W`` (reflect padding), radius 3 sigma."""
-    radius = max(1, int(3 * sigma))
-    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    pad_h = min(radius, x.shape[-2] - 1)
-    pad_w = min(radius, x.shape[-1] - 1)
-    x = F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1)[..., radius - pad_w:radius + pad_w + 1], groups=c)
-    x = F.pad(x, (0, 0, pad_h, pad_h), mode="reflect")
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1)[:, :, radius - pad_h:radius + pad_h + 1], groups=c)
-
-
-def _smooth(x: Tensor, sigma: float) -> Tensor:
-    """:func:`_gaussian_blur` of a smooth field, computed at a lower resolution when ``sigma`` is wide.
-
-    The field is area-downsampled by ``f = sigma // 8``, blurred with ``sigma / f`` and upsampled
-    bilinearly: the same low-pass result up to interpolation error, ``f^2`` times fewer taps.
-    """
-    f = max(1, int(sigma // 8))
-    if f == 1:
-        return _gaussian_blur(x, sigma)
-    h, w = x.shape[-2:]
-    small = F.interpolate(x, size=(max(1, round(h / f)), max(1, round(w / f))), mode="area")
-    small = _gaussian_blur(small, sigma * small.shape[-1] / w)
-    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
-
-
-def _max_pool(x: Tensor, radius: int) -> Tensor:
-    """Square ``(2 radius + 1)`` max filter of ``B x C x H x W`` (stride 1, same size) as two 1-D passes:
-    O(radius) per pixel instead of O(radius^2)."""
-    k = 2 * radius + 1
-    x = F.max_pool2d(x, (1, k), 1, (0, radius))
-    return F.max_pool2d(x, (k, 1), 1, (radius, 0))
 
 
 def _similarity_flow(pix: Tensor, flow: Tensor, weight: Tensor) -> Tensor:
@@ -160,14 +124,15 @@ class GeometricGenerator:
             rigid = torch.zeros_like(flow)
             if x.head_weight is not None:
                 hw = interpolate(x.head_weight[None, :, None].to(flow.dtype), r.fragments, faces)[..., 0] * mask[:, 0]
-                reach = (2 * _smooth(hw[:, None], self.rigid_reach * max(h, w))).clamp(0, 1).permute(0, 2, 3, 1)
+                reach = (2 * smooth(hw[:, None], self.rigid_reach * max(h, w))).clamp(0, 1).permute(0, 2, 3, 1)
                 rigid = _similarity_flow(pix, flow, hw) * reach
-            grid = up(self._grid(pix, flow, rigid, mask).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            work_grid = self._grid(pix, flow, rigid, mask)
+            grid = up(work_grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
             out = F.grid_sample(reference[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
                                 align_corners=False)
             landmarks = x.driving_landmarks[s:s + chunk]
             if eyes is not None:
-                out = close_eyelids(out, grid, eyes, eye_closure(landmarks, x.reference_landmarks))
+                out = close_eyelids(out, grid, eyes, eye_closure(landmarks, x.reference_landmarks), work_grid)
             gap = up(self._cavity(verts, faces, ref_area, r.fragments.face_id, landmarks, camera))
             shade = up((-r.normal[:, 2:3]).clamp(0.3, 1.0))
             cavity = torch.tensor(MOUTH_COLOR, dtype=out.dtype, device=device)[None, :, None, None] * shade
@@ -179,14 +144,14 @@ class GeometricGenerator:
         silhouette and its smooth extension outside it."""
         h, w = mask.shape[-2:]
         sigma = self.flow_sigma * max(h, w)
-        num = _smooth(((flow - rigid) * mask.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), sigma)
-        den = _smooth(mask, sigma) + self.background_weight
+        num = smooth(((flow - rigid) * mask.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), sigma)
+        den = smooth(mask, sigma) + self.background_weight
         extended = rigid + (num / den).permute(0, 2, 3, 1)
         # Inside the silhouette the exact surface flow; across its border a smooth blend into the
         # extended flow, so hair and shoulders outside the mesh do not tear away from the face.
         feather = max(1.0, self.feather * max(h, w))
-        inner = -_max_pool(-mask, int(feather))  # erode
-        soft = _gaussian_blur(inner, feather / 2).clamp(0, 1).permute(0, 2, 3, 1) * mask.permute(0, 2, 3, 1)
+        inner = -max_pool(-mask, int(feather))  # erode
+        soft = gaussian_blur(inner, feather / 2).clamp(0, 1).permute(0, 2, 3, 1) * mask.permute(0, 2, 3, 1)
         flow = soft * flow + (1 - soft) * extended
         src = pix + flow  # where each output pixel reads the reference
         return torch.stack([src[..., 0] / w * 2 - 1, src[..., 1] / h * 2 - 1], -1)
@@ -201,7 +166,7 @@ class GeometricGenerator:
         triangles = verts[frame[:, None], faces[face]]  # K x 3 x 3: each seen face as a one-face mesh
         area = face_normals(triangles, faces.new_tensor([[0, 1, 2]]), normalize=False)[:, 0].norm(dim=-1)
         gap[hit] = (area / ref_area[face].clamp_min(1e-12) > self.gap_stretch).to(gap.dtype)
-        return _gaussian_blur(gap[:, None], 1.0)
+        return gaussian_blur(gap[:, None], 1.0)
 
     @staticmethod
     def _inner_mouth(landmarks: Tensor, camera: Camera) -> Tensor:
