@@ -15,9 +15,9 @@ Consecutive windows share ``overlap`` frames, carried in one of two ways (``carr
   its frames after them are kept: Wan-Animate's scheme, for checkpoints trained to continue a context.
 
 On the tiny checkpoint of ``benchmarks/expgen_ablation.py`` (window 9, 60 frames) the border jump (change across
-a border over the change inside windows) is 2.8 with fresh noise per window, 2.4 with shared noise, 1.09 with
-blend 3 and 1.03 with blend 5 (face PSNR unchanged, expression error 1.11 -> 0.93), and 2.3 with context 5, which
-costs 5 dB on a checkpoint not trained with context.
+a border over the change inside windows) is 3.24 with shared noise and no overlap, 1.19 with blend 3 and 1.12 with
+blend 5 (face PSNR 22.4 -> 22.8 dB, expression error 0.82 -> 0.72), and 2.33 with context 5, which costs 4 dB on a
+checkpoint not trained with context (``docs/architecture.md``, "Long videos").
 """
 
 from __future__ import annotations
