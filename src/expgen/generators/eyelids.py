@@ -35,6 +35,7 @@ class EyeMaps(NamedTuple):
 
     maps: Tensor
     skin: Tensor
+    box: tuple[float, float, float, float] = (-1.0, -1.0, 1.0, 1.0)  # x0, y0, x1, y1 of the maps' support, grid units
 
 
 def eye_openness(landmarks: Tensor) -> Tensor:
@@ -78,16 +79,18 @@ def eye_maps(reference: Tensor, landmarks_uv: Tensor) -> EyeMaps:
         maps += [inside, np.clip(t, 0, 1) * inside, upper_lid[None] * inside, lower_lid[None] * inside]
         height = max(height, opening + 2 * margin)
     stacked = torch.from_numpy(np.stack(maps)).to(reference)
+    ys, xs = torch.nonzero(stacked[0::4].amax(0) > 0, as_tuple=True)
+    if not ys.numel():
+        return EyeMaps(stacked, reference.clone(), (2.0, 2.0, 2.0, 2.0))  # nothing to cover: an empty box
+    box = (float(xs.min()) / w * 2 - 1, float(ys.min()) / h * 2 - 1, float(xs.max() + 1) / w * 2 - 1,
+           float(ys.max() + 1) / h * 2 - 1)
     # lid skin: the skin around the openings by normalised convolution, weighted towards the brighter pixels
     # (skin rather than lashes, brows or hair); computed on the box around both eyes only
-    rows, cols = torch.nonzero(stacked[0::4].amax(0) > 0, as_tuple=True)
-    skin = reference.clone()
-    if rows.numel():
-        pad = int(2 * height) + 2
-        r0, r1 = max(0, int(rows.min()) - pad), min(h, int(rows.max()) + pad + 1)
-        c0, c1 = max(0, int(cols.min()) - pad), min(w, int(cols.max()) + pad + 1)
-        skin[:, r0:r1, c0:c1] = _lid_skin(reference[:, r0:r1, c0:c1], stacked[0::4, r0:r1, c0:c1].amax(0), height)
-    return EyeMaps(stacked, skin)
+    skin, pad = reference.clone(), int(2 * height) + 2
+    r0, r1 = max(0, int(ys.min()) - pad), min(h, int(ys.max()) + pad + 1)
+    c0, c1 = max(0, int(xs.min()) - pad), min(w, int(xs.max()) + pad + 1)
+    skin[:, r0:r1, c0:c1] = _lid_skin(reference[:, r0:r1, c0:c1], stacked[0::4, r0:r1, c0:c1].amax(0), height)
+    return EyeMaps(stacked, skin, box)
 
 
 def _lid_skin(image: Tensor, opening: Tensor, height: float) -> Tensor:
@@ -121,8 +124,16 @@ def close_eyelids(frames: Tensor, grid: Tensor, maps: EyeMaps, closure: Tensor, 
     if not bool((closure > 0).any()):
         return frames
     look = grid if work_grid is None else work_grid
-    read = F.grid_sample(maps.maps[None].expand(b, -1, -1, -1), look, mode="bilinear", padding_mode="zeros",
-                         align_corners=False)
+    x0, y0, x1, y1 = maps.box
+    near = ((look[..., 0] >= x0) & (look[..., 0] <= x1) & (look[..., 1] >= y0) & (look[..., 1] <= y1)).any(0)
+    rows, cols = torch.nonzero(near, as_tuple=True)
+    if not rows.numel():
+        return frames
+    r0, r1 = max(0, int(rows.min()) - 1), min(look.shape[1], int(rows.max()) + 2)  # the pixels that read the eyes
+    c0, c1 = max(0, int(cols.min()) - 1), min(look.shape[2], int(cols.max()) + 2)
+    read = torch.zeros(b, maps.maps.shape[0], *look.shape[1:3], dtype=frames.dtype, device=frames.device)
+    read[:, :, r0:r1, c0:c1] = F.grid_sample(maps.maps[None].expand(b, -1, -1, -1), look[:, r0:r1, c0:c1],
+                                             mode="bilinear", padding_mode="zeros", align_corners=False)
     cover, lash = torch.zeros_like(read[:, :1]), torch.zeros_like(read[:, :1])
     k = max(1, round(read.shape[-2] / 256))  # the lash line's width in (work) pixels
     for e in range(2):
