@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -171,12 +172,30 @@ def generate_videos(module: DiffusionModule, clips: list[dict[str, Any]], normal
             for i, (c, n) in enumerate(zip(clips, normals))]
 
 
+def config_callbacks(specs: list[dict[str, Any]], skipped_steps: int) -> list[L.Callback]:
+    """tiny.yaml's ``trainer.callbacks`` for a run that begins ``skipped_steps`` steps into tiny.yaml's schedule (stage
+    2 begins at ``vae_train_steps``): an ``update_starting_at_step`` moves back by that much."""
+    callbacks = []
+    for spec in specs:
+        module_name, _, class_name = spec["class_path"].rpartition(".")
+        args = dict(spec.get("init_args", {}))
+        if args.get("update_starting_at_step") is not None:
+            args["update_starting_at_step"] = max(0, args["update_starting_at_step"] - skipped_steps)
+        callbacks.append(getattr(importlib.import_module(module_name), class_name)(**args))
+    return callbacks
+
+
 def train_or_load(name: str, model_args: dict[str, Any], data: VideoDataModule, steps: int, work: Path,
-                  vae: Path | None = None) -> tuple[Path, float]:
-    """Train a module for ``steps`` steps (seed 0), starting from the VAE of the saved module ``vae`` if given, and
-    save it to ``work/checkpoints/name-<settings hash>``; reuse a saved one. Returns the folder and the seconds."""
+                  vae: Path | None = None, callbacks: list[dict[str, Any]] | None = None, skipped_steps: int = 0
+                  ) -> tuple[Path, float]:
+    """Train a module for ``steps`` steps (seed 0) with the callbacks ``callbacks`` (config specs, see
+    :func:`config_callbacks`), starting from the VAE of the saved module ``vae`` if given, and save it to
+    ``work/checkpoints/name-<settings hash>``; reuse a saved one. Returns the folder and the seconds."""
     settings = {"model": model_args, "steps": steps, "data": {k: v for k, v in data.hparams.items() if k != "data_dir"},
                 "vae": None if vae is None else str(vae)}
+    if callbacks:
+        settings["callbacks"] = callbacks
+        settings["skipped_steps"] = skipped_steps
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     folder = work / "checkpoints" / f"{name}-{key}"
     record = folder / "train.json"
@@ -189,7 +208,7 @@ def train_or_load(name: str, model_args: dict[str, Any], data: VideoDataModule, 
         module.vae.load_state_dict(AutoencoderKLWan.from_pretrained(vae / "vae").state_dict())
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        num_sanity_val_steps=0)
+                        num_sanity_val_steps=0, callbacks=config_callbacks(callbacks or [], skipped_steps))
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     seconds = time.perf_counter() - start
@@ -349,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
         folders: dict[str, Path] = {}
         for name in args.trained:
             folders[name], train_s[name] = train_or_load(name, {**dit_args, **TRAINED[name]}, data, train_steps, work,
-                                                         vae)
+                                                         vae, config["trainer"].get("callbacks"), vae_steps)
             module = DiffusionModule.from_pretrained(folders[name]).eval()
             own = [c["driving_normals"] for c in clips]
             videos[name] = generate_videos(module, clips, own, steps)

@@ -93,7 +93,7 @@ def test_training_teaches_the_model_to_read_nd():
     module = DiffusionModule(num_inference_steps=8, lr=2e-3, condition_drop_prob=0.0,
                              transformer_config=transformer_config, vae_config=vae_config)
     module.log = lambda *args, **kwargs: None
-    optimizer = module.configure_optimizers()
+    optimizer = module.configure_optimizers()["optimizer"]
     for step in range(500):
         batch = stack([train[i] for i in torch.randint(0, len(train), (8,), generator=g)])
         loss = module.training_step(batch, step)

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import imageio.v3 as iio
+import lightning as L
 import pytest
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
@@ -11,6 +12,7 @@ from lightning.pytorch.cli import LightningCLI
 from expgen import DiffusionModule, write_video
 from expgen.backbone import TINY_VAE_CONFIG, WAN_PATH_ENV
 from expgen.data.synthetic import SyntheticSubject, make_clip
+from expgen.module import lr_factor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "expgen"
 KEYS = ("frames", "driving_normals", "reference_image", "reference_normal")
@@ -28,7 +30,7 @@ def synthetic_batch(n=2, frames=5, size=32, seed=0):
 
 def train_steps(module, batch, steps):
     module.log = lambda *args, **kwargs: None
-    opt = module.configure_optimizers()
+    opt = module.configure_optimizers()["optimizer"]
     for i in range(steps):
         loss = module.training_step(batch, i)
         opt.zero_grad()
@@ -120,6 +122,40 @@ def test_generated_frames_write_to_mp4(tmp_path):
     assert video.shape == (5, 32, 48, 3)
     assert abs(video.astype(float).mean() / 255 - frames.mean().item()) < 0.05
     assert sorted(p.name for p in path.parent.iterdir()) == ["clip.mp4"]
+
+
+def test_lr_schedules_warm_up_and_the_cosine_ends_at_zero():
+    cosine = lr_factor("cosine", 2, 10)
+    assert [cosine(s) for s in range(3)] == [0.5, 1.0, 1.0]
+    assert cosine(6) == pytest.approx(0.5)
+    assert cosine(10) == pytest.approx(0.0) and cosine(12) == pytest.approx(0.0)
+    assert cosine(3) > cosine(4) > cosine(9) > 0
+    assert [lr_factor("constant", 4, 0)(s) for s in (0, 3, 1000)] == [0.25, 1.0, 1.0]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        DiffusionModule(lr_schedule="linear")
+
+
+class LrRecorder(L.Callback):
+    def __init__(self):
+        self.lrs = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_trainer_steps_the_cosine_schedule_per_optimizer_step(tmp_path):
+    """Under a Trainer the learning rate follows ``lr x lr_factor(step)`` over ``max_steps`` (not epochs)."""
+    torch.manual_seed(0)
+    module = DiffusionModule(lr=1e-3, lr_schedule="cosine", lr_warmup_steps=1, vae_config=SMALL_VAE)
+    batch = {k: v[0] for k, v in synthetic_batch(n=1).items()}
+    recorder = LrRecorder()
+    trainer = L.Trainer(accelerator="cpu", max_steps=5, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder],
+                        default_root_dir=tmp_path)
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader([batch] * 2, batch_size=1))
+    factor = lr_factor("cosine", 1, 5)
+    assert recorder.lrs == pytest.approx([1e-3 * factor(s) for s in range(5)])
+    assert recorder.lrs[1] == pytest.approx(1e-3) and recorder.lrs[-1] < 0.2e-3
 
 
 def test_tiny_config_fast_dev_run(tmp_path):

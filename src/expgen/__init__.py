@@ -2,14 +2,15 @@
 
 Layers: ``PoseEncoder3D`` / ``ReferenceEncoder2D`` / ``ExpPortraitTransformer`` (modules), the Wan VAE
 helpers in ``expgen.vae``, objectives and samplers (``expgen.objectives``, ``expgen.sampling``),
-``DiffusionModule`` / ``VideoDataModule`` for Lightning, the generators (``expgen.generators``) and the main
-job: :class:`Animator` with :class:`AnimateConfig` (``exp-animate``), :func:`write_outputs`.
+``DiffusionModule`` / ``VideoDataModule`` / ``DelayedEMA`` for Lightning, the generators (``expgen.generators``)
+and the main job: :class:`Animator` with :class:`AnimateConfig` (``exp-animate``), :func:`write_outputs`.
 ``write_video(path, frames[0], fps)`` is ``exphead.media``'s atomic mp4 writer, re-exported.
 """
 
 from expgen.animator import AnimateConfig, AnimateResult, Animator, animate
 from expgen.backbone import WAN_PATH_ENV, build_backbone, load_transformer, resolve_wan_path
 from expgen.data import VideoDataModule
+from expgen.ema import DelayedEMA
 from expgen.generators import DiffusionGenerator, GeometricGenerator
 from expgen.module import DiffusionModule
 from expgen.objectives import EpsilonObjective, FlowMatchingObjective, make_objective
@@ -25,6 +26,7 @@ __all__ = [
     "AnimateConfig",
     "AnimateResult",
     "Animator",
+    "DelayedEMA",
     "DiffusionGenerator",
     "DiffusionModule",
     "EpsilonObjective",

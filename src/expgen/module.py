@@ -17,7 +17,9 @@ sampling, so the DiT sees N^D only.
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +57,8 @@ class DiffusionModule(L.LightningModule):
         condition_drop_prob: probability of dropping pose + reference for a training sample.
         lr: AdamW learning rate (paper: 1e-4).
         weight_decay: AdamW weight decay.
+        lr_schedule: ``"constant"``, or ``"cosine"``: from ``lr`` down to 0 at the trainer's last step.
+        lr_warmup_steps: linear warm-up from 0 to ``lr`` over the first steps (both schedules).
         gradient_checkpointing: checkpoint the DiT blocks.
         vae_loss_weight: weight of the VAE reconstruction loss; 0 freezes the VAE.
         vae_kl_weight: weight of the KL term inside the VAE loss.
@@ -78,6 +82,8 @@ class DiffusionModule(L.LightningModule):
         condition_drop_prob: float = 0.1,
         lr: float = 1e-4,
         weight_decay: float = 0.01,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
+        lr_warmup_steps: int = 0,
         gradient_checkpointing: bool = False,
         vae_loss_weight: float = 0.0,
         vae_kl_weight: float = 1e-3,
@@ -91,6 +97,7 @@ class DiffusionModule(L.LightningModule):
             raise ValueError(f"condition_drop_prob must be in [0, 1), got {condition_drop_prob}")
         if face_loss_weight < 0:
             raise ValueError(f"face_loss_weight must be >= 0, got {face_loss_weight}")
+        lr_factor(lr_schedule, lr_warmup_steps, 0)  # fail early on an unknown schedule
         self.objective = make_objective(objective, num_train_timesteps, flow_shift)
         self.objective.make_scheduler(sampler)  # fail early on a sampler that does not fit the objective
         self.transformer, self.vae = build_backbone(backbone, wan_path, transformer_config, vae_config)
@@ -168,9 +175,14 @@ class DiffusionModule(L.LightningModule):
                              generator=generator, progress=False)
 
     @override
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        schedule = self.hparams.lr_schedule
+        total = int(self.trainer.estimated_stepping_batches) if schedule == "cosine" else 0
+        factor = lr_factor(schedule, self.hparams.lr_warmup_steps, total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     @torch.no_grad()
     def generate(self, reference_image: Tensor, reference_normal: Tensor, driving_normals: Tensor,
@@ -217,6 +229,23 @@ class DiffusionModule(L.LightningModule):
             )
         settings = json.loads(settings_file.read_text())
         return cls(**{**settings, "backbone": "wan", "wan_path": str(folder), **overrides})
+
+
+def lr_factor(schedule: Literal["constant", "cosine"], warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """The learning rate's multiplier at step ``s``: linear warm-up over ``warmup_steps``, then 1 (constant) or a
+    half cosine that reaches 0 at ``total_steps``."""
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
 
 
 def pixel_coverage(driving_normals: Tensor) -> Tensor:
