@@ -2,7 +2,15 @@
 
 import torch
 
-from expgen.generators.eyelids import CLOSED_OPENNESS, close_eyelids, eye_closure, eye_maps, eye_openness
+from expgen.generators.eyelids import (
+    CLOSED_OPENNESS,
+    close_eyelids,
+    eye_closure,
+    eye_maps,
+    eye_openness,
+    eye_squeeze,
+    lid_cover,
+)
 
 
 def _landmarks(opening: float, size: float = 64.0) -> torch.Tensor:
@@ -25,6 +33,23 @@ def test_closure_runs_from_the_reference_opening_to_closed():
     expected = torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0])[:, None].expand(5, 2)
     torch.testing.assert_close(eye_closure(driven, reference), expected, atol=1e-5, rtol=0)
     assert (eye_closure(driven, _landmarks(0.05)) == 0).all()  # a reference with closed eyes: no eyelid
+
+
+def test_the_lid_covers_only_what_the_warp_left_open():
+    """Driven lids at half the reference's opening: the warp shows the eye squeezed to 1/2 (``s = 0.5``); the closure
+    asks for ``1 - c`` of the reference's opening, so the lid covers ``1 - (1 - c) / (1 - s)`` of what is left."""
+    reference, half = _landmarks(0.3), _landmarks(0.15)
+    squeeze = eye_squeeze(half[None], reference)
+    torch.testing.assert_close(squeeze, torch.full((1, 2), 0.5), atol=1e-5, rtol=0)
+    c = eye_closure(half[None], reference)  # (0.3 - 0.15) / (0.3 - 0.05) = 0.6
+    torch.testing.assert_close(c, torch.full((1, 2), 0.6), atol=1e-5, rtol=0)
+    cover = lid_cover(c, squeeze)
+    torch.testing.assert_close(cover, torch.full((1, 2), 0.2), atol=1e-5, rtol=0)
+    torch.testing.assert_close((1 - squeeze) * (1 - cover), 1 - c)  # what stays visible: 1 - c of the reference's
+    closed = _landmarks(CLOSED_OPENNESS)[None]
+    assert lid_cover(eye_closure(closed, reference), eye_squeeze(closed, reference)).eq(1).all()
+    assert lid_cover(torch.zeros(1, 2), torch.zeros(1, 2)).eq(0).all()
+    assert (eye_squeeze(half[None], _landmarks(0.05)) == 0).all()  # a reference with closed eyes: nothing squeezed
 
 
 def test_a_closing_lid_covers_the_eye_with_skin_from_the_top():
@@ -52,6 +77,11 @@ def test_a_closing_lid_covers_the_eye_with_skin_from_the_top():
     lash = (out[2].mean(0) < 0.45) & eye
     assert dark(out[2], eye & ~lash) > 0.55 and lash.sum() < 0.35 * eye.sum(), (dark(out[2], eye & ~lash), lash.sum())
     assert lash.any()  # a closed lid shows its lash line
+    squeezed = close_eyelids(frames[1:2], grid[:1], maps, closure[1:2], squeeze=torch.full((1, 2), 0.375))
+    skin_share = lambda frame: float(((frame - image).abs().amax(0) > 0.2)[eye].float().mean())  # noqa: E731
+    # c = 0.5 after a squeeze of 0.375: the lid covers 1 - 0.5 / 0.625 = 0.2 of the opening, not half of it
+    shares = skin_share(squeezed[0]), skin_share(out[1])  # measured 0.22, 0.50
+    assert 0.1 < shares[0] < 0.32 and 0.4 < shares[1] < 0.6, shares
     away = torch.ones(size, size, dtype=torch.bool)
     away[22:39, 10:55] = False  # both eyes (the left one has no dark opening here, but gets its lid and lashes)
     assert (out[:, :, away] - image[:, away]).abs().max() < 1e-5  # nothing moves away from the eyes

@@ -5,10 +5,13 @@ reads as a dark smear, not a blink. So, in the reference image, each eye opening
 polygon of the reference mesh's landmarks, widened by a margin) gets a lid coordinate ``t`` (0 at the upper lid,
 1 at the lower lid) and a lid-skin image (the opening filled from the skin around it by normalised Gaussian
 convolution). Each frame's closure ``c`` per eye compares the driven mesh's lid distance with the reference
-mesh's (0: as open as the reference or wider, 1: closed); the lid's edge moves from the upper lid (``c = 0``) to
-the lower lid (``c = 1``), output pixels that read the reference eye above it show lid skin, and a lash line
-darkens the edge (a blank lid without it reads as an open eye to face-mesh detectors). The maps live in reference
-pixels, so they follow the output along the warp's own look-up grid.
+mesh's (0: as open as the reference or wider, 1: closed). The warp has already narrowed the eye by the driven
+mesh's own lids (the reference opening squeezed by ``s``, :func:`eye_squeeze`), so the lid covers only what is
+left to close: from the top, the fraction ``1 - (1 - c) / (1 - s)`` of the squeezed opening (:func:`lid_cover`;
+covering ``c`` of it would close the eye twice, a 40 % closure showing as 75 %). Output pixels that read the
+reference eye above the lid's edge show lid skin, and a lash line darkens the edge (a blank lid without it reads
+as an open eye to face-mesh detectors). The maps live in reference pixels, so they follow the output along the
+warp's own look-up grid.
 """
 
 from __future__ import annotations
@@ -55,6 +58,21 @@ def eye_closure(landmarks: Tensor, reference: Tensor) -> Tensor:
     ref = eye_openness(reference)
     closure = ((ref - eye_openness(landmarks)) / (ref - CLOSED_OPENNESS).clamp_min(1e-9)).clamp(0, 1)
     return torch.where(ref > MIN_OPENING, closure, torch.zeros_like(closure))
+
+
+def eye_squeeze(landmarks: Tensor, reference: Tensor) -> Tensor:
+    """``B x 68 x 3`` driven and ``68 x 3`` reference landmarks -> ``B x 2`` in [0, 1]: the share of the reference's
+    eye opening the driven lids close (``1 - openness / reference openness``), which the warp's squeeze shows
+    already; 0 for an eye the reference shows closed."""
+    ref = eye_openness(reference)
+    squeeze = (1 - eye_openness(landmarks) / ref.clamp_min(1e-9)).clamp(0, 1)
+    return torch.where(ref > MIN_OPENING, squeeze, torch.zeros_like(squeeze))
+
+
+def lid_cover(closure: Tensor, squeeze: Tensor) -> Tensor:
+    """The share of the warp's squeezed eye opening the lid covers, so that ``1 - closure`` of the reference's opening
+    stays visible: ``1 - (1 - closure) / (1 - squeeze)`` in [0, 1] (``closure`` where ``squeeze`` is 0)."""
+    return (1 - (1 - closure) / (1 - squeeze).clamp_min(1e-6)).clamp(0, 1)
 
 
 def eye_maps(reference: Tensor, landmarks_uv: Tensor) -> EyeMaps:
@@ -105,7 +123,7 @@ def _lid_skin(image: Tensor, opening: Tensor, height: float) -> Tensor:
 
 
 def close_eyelids(frames: Tensor, grid: Tensor, maps: EyeMaps, closure: Tensor, work_grid: Tensor | None = None,
-                  soft: float = 0.15) -> Tensor:
+                  soft: float = 0.15, squeeze: Tensor | None = None) -> Tensor:
     """Cover the closing part of each eye with lid skin.
 
     Args:
@@ -116,6 +134,8 @@ def close_eyelids(frames: Tensor, grid: Tensor, maps: EyeMaps, closure: Tensor, 
         work_grid: the same look-up at a lower resolution (``B x h x w x 2``), where the lid's coverage is computed
             and then up-sampled; None: at ``H x W``.
         soft: width of the lid's edge, in units of the eye's height.
+        squeeze: ``B x 2`` share of the opening the warp already closed (:func:`eye_squeeze`); None: 0 (the warp
+            left the eye as open as the reference's).
 
     Returns:
         ``B x 3 x H x W`` frames.
@@ -134,13 +154,15 @@ def close_eyelids(frames: Tensor, grid: Tensor, maps: EyeMaps, closure: Tensor, 
     read = torch.zeros(b, maps.maps.shape[0], *look.shape[1:3], dtype=frames.dtype, device=frames.device)
     read[:, :, r0:r1, c0:c1] = F.grid_sample(maps.maps[None].expand(b, -1, -1, -1), look[:, r0:r1, c0:c1],
                                              mode="bilinear", padding_mode="zeros", align_corners=False)
+    edges = closure if squeeze is None else lid_cover(closure, squeeze)
     cover, lash = torch.zeros_like(read[:, :1]), torch.zeros_like(read[:, :1])
     k = max(1, round(read.shape[-2] / 256))  # the lash line's width in (work) pixels
     for e in range(2):
         inside = read[:, 4 * e:4 * e + 1]
         t, upper, lower = (read[:, 4 * e + 1:4 * e + 4] / inside.clamp_min(1e-6)).split(1, dim=1)
         c = closure[:, e].to(frames).view(b, 1, 1, 1)
-        edge = upper - soft + c * (lower - upper + soft)  # the lid's edge: the upper lid at c = 0, the lower at 1
+        down = edges[:, e].to(frames).view(b, 1, 1, 1)
+        edge = upper - soft + down * (lower - upper + soft)  # the lid's edge: the upper lid at 0, the lower at 1
         band = torch.where(t < upper, (c / 0.3).clamp(max=1), 1.0)  # the reference's lid above: taken in gradually
         covered = ((edge - t) / soft + 1).clamp(0, 1) * inside * band
         # lashes along the lid's lower edge in the output (the warp squeezes the closing opening to a few pixels)
@@ -163,4 +185,4 @@ def close_eyelids(frames: Tensor, grid: Tensor, maps: EyeMaps, closure: Tensor, 
     return out
 
 
-__all__ = ["EyeMaps", "close_eyelids", "eye_closure", "eye_maps", "eye_openness"]
+__all__ = ["EyeMaps", "close_eyelids", "eye_closure", "eye_maps", "eye_openness", "eye_squeeze", "lid_cover"]

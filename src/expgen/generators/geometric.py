@@ -35,7 +35,7 @@ from exphead.geometry import face_normals
 from exphead.render import interpolate, normal_to_image, render_normal_depth
 
 from .base import GeneratorInputs, GeneratorOutput
-from .eyelids import close_eyelids, eye_closure, eye_maps
+from .eyelids import close_eyelids, eye_closure, eye_maps, eye_squeeze
 from .filters import gaussian_blur, max_pool, smooth
 
 MOUTH_COLOR = (0.16, 0.05, 0.05)
@@ -132,7 +132,9 @@ class GeometricGenerator:
                                 align_corners=False)
             landmarks = x.driving_landmarks[s:s + chunk]
             if eyes is not None:
-                out = close_eyelids(out, grid, eyes, eye_closure(landmarks, x.reference_landmarks), work_grid)
+                ref_marks = x.reference_landmarks
+                out = close_eyelids(out, grid, eyes, eye_closure(landmarks, ref_marks), work_grid,
+                                    squeeze=eye_squeeze(landmarks, ref_marks))
             gap = up(self._cavity(verts, faces, ref_area, r.fragments.face_id, landmarks, camera))
             shade = up((-r.normal[:, 2:3]).clamp(0.3, 1.0))
             cavity = torch.tensor(MOUTH_COLOR, dtype=out.dtype, device=device)[None, :, None, None] * shade
