@@ -11,13 +11,15 @@ expression and pose, and the reference image is warped backward along that corre
   (rotation, scale, shift) fitted to the head's own flow, reaching ``rigid_reach`` of the image size
   beyond the head, plus the rest of the flow extended by normalised Gaussian convolution: hair then
   turns with the head instead of smearing where a rolling head drags only its near side;
-* inside the driving frame's inner-lip contour (iBUG 60-67), faces stretched by an opening mouth
-  (area ratio above ``gap_stretch``) are shaded as the mouth cavity instead of stretching the lips;
+* a mouth the driver opens wider than the reference's is drawn anew inside the driven inner-lip contour
+  (:mod:`expgen.generators.mouth`: the reference's teeth carried by the upper and lower lip, the cavity between
+  them, a teeth proxy for a closed-lipped reference), instead of stretching the lips and teeth into the gap;
 * an eye the driver closes further than the reference's is covered with lid skin from its top down
-  (:mod:`expgen.generators.eyelids`; needs ``reference_landmarks``), not smeared by the stretched lid.
+  (:mod:`expgen.generators.eyelids`), not smeared by the stretched lid.
 
-The correspondence is smooth, so it is computed at ``work_size`` pixels at most (render, flow, cavity mask)
-and up-sampled; only the final look-up reads the reference at the output's full resolution.
+The mouth and the eyelids need ``reference_landmarks``; without them the warp alone runs. The correspondence
+is smooth, so it is computed at ``work_size`` pixels at most (render, flow, mouth) and up-sampled; only the
+final look-ups read the reference at the output's full resolution.
 
 It needs no trained weights: it is the embedded default of ``exp-animate`` and a baseline row of
 ``exp-bench``. It runs on the device of its inputs.
@@ -25,20 +27,21 @@ It needs no trained weights: it is the embedded default of ``exp-animate`` and a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from exphead.camera import Camera
-from exphead.geometry import face_normals
 from exphead.render import interpolate, normal_to_image, render_normal_depth
 
 from .base import GeneratorInputs, GeneratorOutput
 from .eyelids import close_eyelids, eye_closure, eye_maps, eye_squeeze
 from .filters import gaussian_blur, max_pool, smooth
+from .mouth import mouth_interior, paint_mouth
 
-MOUTH_COLOR = (0.16, 0.05, 0.05)
+INNER_LIPS = slice(60, 68)  # iBUG-68 inner-lip points
 
 
 def _similarity_flow(pix: Tensor, flow: Tensor, weight: Tensor) -> Tensor:
@@ -70,7 +73,6 @@ class GeometricGenerator:
     Args:
         flow_sigma: width (fraction of the image size) of the flow extension around the head.
         background_weight: how strongly the far background is pinned to zero flow.
-        gap_stretch: face-area ratio (driving / reference) above which a face is mouth cavity.
         feather: width (fraction of the image size) of the blend from surface flow to extended flow.
         rigid_reach: how far (fraction of the image size) beyond the head its similarity motion carries.
         work_size: the longer side at which the correspondence is computed (the output keeps its size).
@@ -79,16 +81,15 @@ class GeometricGenerator:
     name = "geometric"
     carry_frames = 0  # every frame is rendered on its own: nothing to carry between calls
 
-    def __init__(self, flow_sigma: float = 0.08, background_weight: float = 0.02, gap_stretch: float = 1.5,
-                 feather: float = 0.02, rigid_reach: float = 0.2, work_size: int = 256) -> None:
-        self.flow_sigma, self.background_weight, self.gap_stretch = flow_sigma, background_weight, gap_stretch
+    def __init__(self, flow_sigma: float = 0.08, background_weight: float = 0.02, feather: float = 0.02,
+                 rigid_reach: float = 0.2, work_size: int = 256) -> None:
+        self.flow_sigma, self.background_weight = flow_sigma, background_weight
         self.feather, self.rigid_reach, self.work_size = feather, rigid_reach, work_size
 
     def describe(self) -> dict:
         """The generator and its settings (it has no weights)."""
         return {"generator": self.name, "flow_sigma": self.flow_sigma, "background_weight": self.background_weight,
-                "gap_stretch": self.gap_stretch, "feather": self.feather, "rigid_reach": self.rigid_reach,
-                "work_size": self.work_size}
+                "feather": self.feather, "rigid_reach": self.rigid_reach, "work_size": self.work_size}
 
     @torch.no_grad()
     def __call__(self, inputs: GeneratorInputs, progress: bool = False, chunk: int = 8) -> GeneratorOutput:
@@ -105,12 +106,12 @@ class GeometricGenerator:
             lambda t: F.interpolate(t, size=full, mode="bilinear", align_corners=False))
         device = reference.device
         ref_uv = camera.project(x.reference_vertices[None])[0]  # N x 2 pixels in the reference
-        ref_area = face_normals(x.reference_vertices[None], faces, normalize=False).norm(dim=-1)[0]
         pix = torch.stack(torch.meshgrid(torch.arange(h, device=device) + 0.5, torch.arange(w, device=device) + 0.5,
                                          indexing="ij")[::-1], -1)
-        eyes = None
+        eyes = ref_lips = None
         if x.reference_landmarks is not None:
             eyes = eye_maps(reference, x.camera.project(x.reference_landmarks[None])[0])
+            ref_lips = camera.project(x.reference_landmarks[None, INNER_LIPS])[0]  # 8 x 2 work pixels
         frames, normals = [], []
         starts = range(0, x.num_frames, chunk)
         for s in tqdm(starts, desc="generate: geometric", disable=not progress):
@@ -135,10 +136,10 @@ class GeometricGenerator:
                 ref_marks = x.reference_landmarks
                 out = close_eyelids(out, grid, eyes, eye_closure(landmarks, ref_marks), work_grid,
                                     squeeze=eye_squeeze(landmarks, ref_marks))
-            gap = up(self._cavity(verts, faces, ref_area, r.fragments.face_id, landmarks, camera))
-            shade = up((-r.normal[:, 2:3]).clamp(0.3, 1.0))
-            cavity = torch.tensor(MOUTH_COLOR, dtype=out.dtype, device=device)[None, :, None, None] * shade
-            frames.append((out * (1 - gap) + cavity * gap).clamp(0, 1).cpu())
+            if ref_lips is not None:
+                out = self._mouth(out, reference, pix, camera.expand(b).project(landmarks[:, INNER_LIPS]), ref_lips,
+                                  up)
+            frames.append(out.clamp(0, 1).cpu())
         return GeneratorOutput(torch.cat(frames), torch.cat(normals))
 
     def _grid(self, pix: Tensor, flow: Tensor, rigid: Tensor, mask: Tensor) -> Tensor:
@@ -158,28 +159,17 @@ class GeometricGenerator:
         src = pix + flow  # where each output pixel reads the reference
         return torch.stack([src[..., 0] / w * 2 - 1, src[..., 1] / h * 2 - 1], -1)
 
-    def _cavity(self, verts: Tensor, faces: Tensor, ref_area: Tensor, face_id: Tensor, landmarks: Tensor,
-                camera: Camera) -> Tensor:
-        """``B x 1 x H x W`` mouth-cavity weight: faces stretched beyond ``gap_stretch`` inside the inner lips."""
-        inner = self._inner_mouth(landmarks, camera).to(verts.device)
-        gap = torch.zeros_like(inner, dtype=verts.dtype)
-        hit = (face_id >= 0) & (inner > 0)  # only the faces seen inside the lips are measured
-        frame, face = torch.nonzero(hit, as_tuple=True)[0], face_id[hit]
-        triangles = verts[frame[:, None], faces[face]]  # K x 3 x 3: each seen face as a one-face mesh
-        area = face_normals(triangles, faces.new_tensor([[0, 1, 2]]), normalize=False)[:, 0].norm(dim=-1)
-        gap[hit] = (area / ref_area[face].clamp_min(1e-12) > self.gap_stretch).to(gap.dtype)
-        return gaussian_blur(gap[:, None], 1.0)
-
     @staticmethod
-    def _inner_mouth(landmarks: Tensor, camera: Camera) -> Tensor:
-        """``B x H x W`` masks of the inner-lip polygon (iBUG 60-67) of ``B x 68 x 3`` landmarks, dilated by two
-        pixels."""
-        from skimage.draw import polygon
-
-        count = landmarks.shape[0]
-        uv = camera.expand(count).project(landmarks[:, 60:68]).cpu()
-        masks = torch.zeros(count, camera.height, camera.width)
-        for i, pts in enumerate(uv):
-            rr, cc = polygon(pts[:, 1].numpy() - 0.5, pts[:, 0].numpy() - 0.5, (camera.height, camera.width))
-            masks[i, rr, cc] = 1.0
-        return (F.max_pool2d(masks[:, None], 5, 1, 2)[:, 0] > 0).float()
+    def _mouth(frames: Tensor, reference: Tensor, pix: Tensor, lips: Tensor, ref_lips: Tensor,
+               up: Callable[[Tensor], Tensor]) -> Tensor:
+        """Draw the interior of mouths opened wider than the reference's (:mod:`expgen.generators.mouth`), computed
+        at the work resolution of ``pix`` (``lips`` ``B x 8 x 2``, ``ref_lips`` ``8 x 2`` in its pixels)."""
+        read, weights, depth = mouth_interior(pix, lips, ref_lips)
+        if not bool((weights > 0).any()):
+            return frames
+        h, w = pix.shape[:2]
+        grid = torch.stack([read[..., 0] / w * 2 - 1, read[..., 1] / h * 2 - 1], -1)
+        grid = up(grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        interior = F.grid_sample(reference[None].expand(len(frames), -1, -1, -1), grid, mode="bilinear",
+                                 padding_mode="border", align_corners=False)
+        return paint_mouth(frames, interior, up(weights), up(depth[:, None])[:, 0])
