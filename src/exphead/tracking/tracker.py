@@ -43,6 +43,7 @@ class TrackerConfig:
         contour_weight: weight of iBUG 0-16, which follow the silhouette while the model's contour is static.
         eye_weight: weight of the eye landmarks (iBUG 36-47): their few pixels carry the blinks.
         brow_weight: weight of the eyebrow landmarks (iBUG 17-26).
+        mouth_weight: weight of the inner-lip landmarks (iBUG 60-67), which carry the mouth's opening.
         shape_prior: weight of the β prior.
         expression_prior: weight of L_exp (Eq. 7).
         jaw_prior: weight of the jaw's sideways and twisting rotation.
@@ -65,6 +66,7 @@ class TrackerConfig:
     contour_weight: float = 0.3
     eye_weight: float = 3.0
     brow_weight: float = 2.0
+    mouth_weight: float = 5.0
     shape_prior: float = 2e-3
     expression_prior: float = 3e-5
     jaw_prior: float = 1e-2
@@ -185,6 +187,7 @@ def track_landmarks(model: HeadModel, landmarks: Tensor | np.ndarray, height: in
     scale = (target - target.mean(1, keepdim=True)).norm(dim=-1).mean(1).clamp_min(1.0)  # face size, px
     weight = torch.ones(68, device=device)
     weight[:17], weight[17:27], weight[36:48] = cfg.contour_weight, cfg.brow_weight, cfg.eye_weight
+    weight[60:68] = cfg.mouth_weight
     frame_w = valid.float()
 
     def params() -> HeadParams:
