@@ -33,3 +33,32 @@ def test_similarity_flow_recovers_a_known_rotation_scale_and_shift():
     rigid = _similarity_flow(pix, flow, weight)
     assert torch.allclose(rigid[0], target - pix, atol=1e-3)  # the whole image follows the patch's motion
     assert rigid[1].abs().max() == 0  # no head visible: no rigid motion
+
+
+def test_padding_of_the_crop_stays_put_and_is_never_read():
+    """A crop box reaching 20 px above a photo: its top rows are padding. The padding of every output frame is the
+    reference's, and the warp's reads stay inside the photo even where the flow points into the padding."""
+    from expgen.generators.base import keep_padding
+    from expgen.generators.geometric import GeometricGenerator
+    from exphead.tracking import CropBox
+
+    box = CropBox(left=-10, top=-20, side=100, height=200, width=300)
+    assert box.inside(50) == (5.0, 10.0, 50.0, 50.0)
+    assert CropBox(left=5, top=5, side=50, height=200, width=300).inside(100) == (0.0, 0.0, 100.0, 100.0)
+    reference = torch.zeros(3, 50, 50)
+    frames = torch.rand(2, 3, 50, 50)
+    kept = keep_padding(frames, reference, box.inside(50))
+    assert (kept[:, :, :10] == 0).all() and (kept[:, :, :, :5] == 0).all()
+    torch.testing.assert_close(kept[:, :, 10:, 5:], frames[:, :, 10:, 5:])
+    assert keep_padding(frames, reference, None) is frames
+
+    h = w = 50
+    pix = torch.stack(torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")[::-1], -1)
+    flow = torch.zeros(1, h, w, 2)
+    flow[..., 1] = -15.0  # every pixel reads 15 px higher up
+    mask = torch.ones(1, 1, h, w)
+    grid = GeometricGenerator()._grid(pix, flow, torch.zeros_like(flow), mask, (5.0, 10.0, 50.0, 50.0))
+    read_y = (grid[..., 1] + 1) / 2 * h
+    read_x = (grid[..., 0] + 1) / 2 * w
+    assert read_y.min() >= 10.5 - 1e-4 and read_x.min() >= 5.5 - 1e-4  # inside the photo
+    torch.testing.assert_close(read_y[0, 40], torch.full((w,), 40.5 - 15.0))  # unclamped where it can be

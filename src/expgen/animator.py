@@ -45,6 +45,7 @@ from exptransfer import (
 from exptransfer.retarget import BLENDED_REGIONS, Motion, Region
 
 from .generators import Carry, GeneratorInputs, GeneratorName, check_overlap, make_generator
+from .generators.base import keep_padding
 from .stream import Chunk, HeldFrames, Plan, StreamState, cat_params, slice_params
 
 logger = logging.getLogger(__name__)
@@ -343,9 +344,10 @@ class Animator:
         vertices, landmarks = vertices[keep], landmarks[keep]
         if held is not None:
             vertices, landmarks = torch.cat([held.vertices, vertices]), torch.cat([held.landmarks, landmarks])
+        bounds = plan.reference_box.inside(cfg.size)
         inputs = GeneratorInputs(plan.reference, plan.reference_normal, ref_vertices, vertices, landmarks,
                                  self.model.faces, plan.camera, self.model.head_weight(), ref_landmarks,
-                                 None if held is None else held.frames)
+                                 None if held is None else held.frames, bounds)
         out = self.generator(inputs.to(cfg.device), progress=False)
         timings["generate"] = timings.get("generate", 0.0) + time.perf_counter() - clock
         crops, params = to_tensor(pending_crops[:ready]), emitted.map(lambda v: v.cpu())
@@ -356,7 +358,8 @@ class Animator:
                                 slice_params(params, slice(n, None)), vertices[n:], landmarks[n:]) if hold else None
         if n == 0:  # all held back
             return None
-        return Chunk(start - pending_before - (len(held) if held else 0), out.frames[:n], crops[:n],
+        frames = keep_padding(out.frames[:n], plan.reference, bounds)  # the crop's padding never moves
+        return Chunk(start - pending_before - (len(held) if held else 0), frames, crops[:n],
                      out.driving_normals[:n], slice_params(params, slice(0, n)))
 
     def _origin(self, plan: Plan, start: int, params: HeadParams) -> HeadParams:

@@ -34,6 +34,8 @@ class GeneratorInputs:
         previous: ``K x 3 x S x S`` frames a previous call already generated for the first ``K`` driving frames
             (the animator holds back the last :attr:`Generator.carry_frames` frames of each call and passes them to
             the next, so windows blend across its chunks); None: no such frames.
+        reference_bounds: ``(x0, y0, x1, y1)`` pixels of the reference crop that show the photo (the rest is the
+            crop's padding, where the crop box reached past the photo's edge); None: the whole crop.
     """
 
     reference: Tensor
@@ -46,6 +48,7 @@ class GeneratorInputs:
     head_weight: Tensor | None = None
     reference_landmarks: Tensor | None = None
     previous: Tensor | None = None
+    reference_bounds: tuple[float, float, float, float] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -57,7 +60,22 @@ class GeneratorInputs:
                                self.reference_vertices.to(device), self.driving_vertices.to(device),
                                self.driving_landmarks.to(device), self.faces.to(device), self.camera.to(device),
                                *(None if t is None else t.to(device)
-                                 for t in (self.head_weight, self.reference_landmarks, self.previous)))
+                                 for t in (self.head_weight, self.reference_landmarks, self.previous)),
+                               self.reference_bounds)
+
+
+def keep_padding(frames: Tensor, reference: Tensor, bounds: tuple[float, float, float, float] | None) -> Tensor:
+    """``F x 3 x S x S`` frames with the reference crop's padding (pixels whose centres lie outside ``bounds``, see
+    :attr:`GeneratorInputs.reference_bounds`) copied from the ``3 x S x S`` reference: padding never moves."""
+    if bounds is None:
+        return frames
+    size = frames.shape[-2:]
+    ys, xs = (torch.arange(n, device=frames.device) + 0.5 for n in size)
+    x0, y0, x1, y1 = bounds
+    inside = ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None]
+    if bool(inside.all()):
+        return frames
+    return torch.where(inside, frames, reference.to(frames))
 
 
 @dataclass

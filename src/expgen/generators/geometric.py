@@ -108,6 +108,7 @@ class GeometricGenerator:
         ref_uv = camera.project(x.reference_vertices[None])[0]  # N x 2 pixels in the reference
         pix = torch.stack(torch.meshgrid(torch.arange(h, device=device) + 0.5, torch.arange(w, device=device) + 0.5,
                                          indexing="ij")[::-1], -1)
+        bounds = None if x.reference_bounds is None else tuple(v * factor for v in x.reference_bounds)
         eyes = ref_lips = None
         if x.reference_landmarks is not None:
             eyes = eye_maps(reference, x.camera.project(x.reference_landmarks[None])[0])
@@ -127,7 +128,7 @@ class GeometricGenerator:
                 hw = interpolate(x.head_weight[None, :, None].to(flow.dtype), r.fragments, faces)[..., 0] * mask[:, 0]
                 reach = (2 * smooth(hw[:, None], self.rigid_reach * max(h, w))).clamp(0, 1).permute(0, 2, 3, 1)
                 rigid = _similarity_flow(pix, flow, hw) * reach
-            work_grid = self._grid(pix, flow, rigid, mask)
+            work_grid = self._grid(pix, flow, rigid, mask, bounds)
             grid = up(work_grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
             out = F.grid_sample(reference[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
                                 align_corners=False)
@@ -142,9 +143,11 @@ class GeometricGenerator:
             frames.append(out.clamp(0, 1).cpu())
         return GeneratorOutput(torch.cat(frames), torch.cat(normals))
 
-    def _grid(self, pix: Tensor, flow: Tensor, rigid: Tensor, mask: Tensor) -> Tensor:
+    def _grid(self, pix: Tensor, flow: Tensor, rigid: Tensor, mask: Tensor,
+              bounds: tuple[float, ...] | None = None) -> Tensor:
         """``B x H x W x 2`` where each pixel reads the reference (``grid_sample`` coordinates): ``flow`` inside the
-        silhouette and its smooth extension outside it."""
+        silhouette and its smooth extension outside it; reads stay inside ``bounds`` (``x0, y0, x1, y1`` pixels,
+        the part of the reference that shows the photo), so the crop's padding is never pulled into it."""
         h, w = mask.shape[-2:]
         sigma = self.flow_sigma * max(h, w)
         num = smooth(((flow - rigid) * mask.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), sigma)
@@ -157,6 +160,10 @@ class GeometricGenerator:
         soft = gaussian_blur(inner, feather / 2).clamp(0, 1).permute(0, 2, 3, 1) * mask.permute(0, 2, 3, 1)
         flow = soft * flow + (1 - soft) * extended
         src = pix + flow  # where each output pixel reads the reference
+        if bounds is not None:
+            x0, y0, x1, y1 = bounds
+            src = torch.stack([src[..., 0].clamp(x0 + 0.5, max(x0 + 0.5, x1 - 0.5)),
+                               src[..., 1].clamp(y0 + 0.5, max(y0 + 0.5, y1 - 0.5))], -1)
         return torch.stack([src[..., 0] / w * 2 - 1, src[..., 1] / h * 2 - 1], -1)
 
     @staticmethod

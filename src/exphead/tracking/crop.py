@@ -42,6 +42,15 @@ class CropBox:
             crop[:, y0 - self.top:y1 - self.top, x0 - self.left:x1 - self.left] = frames[:, y0:y1, x0:x1]
         return resize_uint8(crop, size)
 
+    def inside(self, size: int) -> tuple[float, float, float, float]:
+        """``(x0, y0, x1, y1)``: the part of a crop of ``size x size`` pixels that shows the frame (the rest is
+        padding), in that crop's pixels."""
+        scale = size / self.side
+        x0, y0 = max(-self.left, 0) * scale, max(-self.top, 0) * scale
+        x1 = (min(self.left + self.side, self.width) - self.left) * scale
+        y1 = (min(self.top + self.side, self.height) - self.top) * scale
+        return (x0, y0, max(x0, x1), max(y0, y1))
+
     def paste(self, crops: Tensor, image: np.ndarray, feather: float = 0.06) -> np.ndarray:
         """The inverse of :meth:`apply`: ``F x 3 x S x S`` crops in [0, 1] put back into copies of the
         ``H x W x 3`` uint8 ``image`` they were cut from -> ``F x H x W x 3`` uint8.
