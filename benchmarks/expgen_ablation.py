@@ -5,7 +5,9 @@ Data are ``expgen_tiny.py``'s: ``configs/expgen/tiny.yaml``'s synthetic subjects
 tiny.yaml's two phases at one thread, split so that the trained rows share one VAE: stage 1 trains as tiny.yaml's
 first ``vae_train_steps`` steps (VAE + DiT; the VAE's loss never reaches the DiT's, so the VAE does not depend
 on it), or takes the VAE of ``--vae_from``; stage 2 trains each row's DiT from scratch on that frozen VAE for
-the rest of tiny.yaml's steps. ``--quick``: 4 + 1 subjects, 32 px, 5 frames, 60 + 120 steps.
+the rest of tiny.yaml's steps (``--steps``), with tiny.yaml's learning-rate schedule over its own steps and tiny.yaml's
+trainer callbacks (its EMA of the weights then starts at stage 2's first step, when tiny.yaml's VAE freezes).
+``--quick``: 4 + 1 subjects, 32 px, 5 frames, 60 + 120 steps.
 
 Rows (``method``), all on the held-out clips, with the same sampling seed per clip:
 
@@ -397,6 +399,7 @@ def main(argv: list[str] | None = None) -> None:
         contact_sheet(args.png.with_name(args.png.stem + "_windows.png"), {k: v[4:22] for k, v in windows.items()})
     if args.json:
         meta = {**machine_meta(), "config": str(CONFIG.relative_to(CONFIG.parents[2])), "model": model_args,
+                "callbacks": config["trainer"].get("callbacks"),
                 "data": data_args, "train_clips": len(data.train_set), "val_clips": len(clips),
                 "vae_steps": vae_steps, "vae_refine_steps": args.vae_refine_steps, "vae_from": str(vae),
                 "vae_train_s": train_s.get("vae"), "vae_refine_s": train_s.get("vae_refine"),
