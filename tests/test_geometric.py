@@ -62,3 +62,6 @@ def test_padding_of_the_crop_stays_put_and_is_never_read():
     read_x = (grid[..., 0] + 1) / 2 * w
     assert read_y.min() >= 10.5 - 1e-4 and read_x.min() >= 5.5 - 1e-4  # inside the photo
     torch.testing.assert_close(read_y[0, 40], torch.full((w,), 40.5 - 15.0))  # unclamped where it can be
+    still = GeometricGenerator()._grid(pix, torch.zeros_like(flow), torch.zeros_like(flow), mask,
+                                       (5.3, 10.3, 49.6, 50.0))  # bounds inside pixels: no motion is no warp
+    torch.testing.assert_close((still[0, 10:, 5:] + 1) / 2 * h, pix[10:, 5:])

@@ -27,6 +27,7 @@ It needs no trained weights: it is the embedded default of ``exp-animate`` and a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -160,10 +161,11 @@ class GeometricGenerator:
         soft = gaussian_blur(inner, feather / 2).clamp(0, 1).permute(0, 2, 3, 1) * mask.permute(0, 2, 3, 1)
         flow = soft * flow + (1 - soft) * extended
         src = pix + flow  # where each output pixel reads the reference
-        if bounds is not None:
-            x0, y0, x1, y1 = bounds
-            src = torch.stack([src[..., 0].clamp(x0 + 0.5, max(x0 + 0.5, x1 - 0.5)),
-                               src[..., 1].clamp(y0 + 0.5, max(y0 + 0.5, y1 - 0.5))], -1)
+        if bounds is not None:  # between the centres of the first and last pixels that show some of the photo
+            x0, y0, x1, y1 = (float(v) for v in bounds)
+            lo_x, lo_y = math.floor(x0) + 0.5, math.floor(y0) + 0.5
+            src = torch.stack([src[..., 0].clamp(lo_x, max(lo_x, math.ceil(x1) - 0.5)),
+                               src[..., 1].clamp(lo_y, max(lo_y, math.ceil(y1) - 0.5))], -1)
         return torch.stack([src[..., 0] / w * 2 - 1, src[..., 1] / h * 2 - 1], -1)
 
     @staticmethod
