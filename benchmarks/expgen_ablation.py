@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import logging
 import math
@@ -65,6 +64,7 @@ import lightning as L
 import torch
 import yaml
 from diffusers import AutoencoderKLWan
+from lightning.pytorch.cli import instantiate_class
 from PIL import Image, ImageDraw
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
@@ -179,11 +179,10 @@ def config_callbacks(specs: list[dict[str, Any]], skipped_steps: int) -> list[L.
     2 begins at ``vae_train_steps``): an ``update_starting_at_step`` moves back by that much."""
     callbacks = []
     for spec in specs:
-        module_name, _, class_name = spec["class_path"].rpartition(".")
         args = dict(spec.get("init_args", {}))
         if args.get("update_starting_at_step") is not None:
             args["update_starting_at_step"] = max(0, args["update_starting_at_step"] - skipped_steps)
-        callbacks.append(getattr(importlib.import_module(module_name), class_name)(**args))
+        callbacks.append(instantiate_class((), {"class_path": spec["class_path"], "init_args": args}))
     return callbacks
 
 

@@ -22,6 +22,8 @@ class DelayedEMA(EMAWeightAveraging):
     """``EMAWeightAveraging`` (same arguments) that swaps in, saves and keeps the average only once it has been
     updated."""
 
+    _swapped = False  # whether the running validation swapped the average in
+
     def _averaging(self) -> bool:
         return self._average_model is not None and int(self._average_model.n_averaged) > 0
 
@@ -33,7 +35,7 @@ class DelayedEMA(EMAWeightAveraging):
 
     @override
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if getattr(self, "_swapped", False):
+        if self._swapped:
             self._swap_models(pl_module)
         self._swapped = False
 

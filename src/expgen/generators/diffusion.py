@@ -15,8 +15,8 @@ Consecutive windows share ``overlap`` frames, carried in one of two ways (``carr
   its frames after them are kept: Wan-Animate's scheme, for checkpoints trained to continue a context.
 
 On the tiny checkpoint of ``benchmarks/expgen_ablation.py`` (window 9, 60 frames) the border jump (change across
-a border over the change inside windows) is 3.24 with shared noise and no overlap, 1.19 with blend 3 and 1.12 with
-blend 5 (face PSNR 22.4 -> 22.8 dB, expression error 0.82 -> 0.72), and 2.33 with context 5, which costs 4 dB on a
+a border over the change inside windows) is 3.04 with shared noise and no overlap, 1.17 with blend 3 and 1.10 with
+blend 5 (face PSNR 22.8 -> 23.1 dB, expression error 0.73 -> 0.65), and 2.35 with context 5, which costs 4 dB on a
 checkpoint not trained with context (``docs/architecture.md``, "Long videos").
 """
 

@@ -45,6 +45,11 @@ from .mouth import mouth_interior, paint_mouth
 INNER_LIPS = slice(60, 68)  # iBUG-68 inner-lip points
 
 
+def _to_grid(points: Tensor, h: int, w: int) -> Tensor:
+    """``... x 2`` pixel positions in an ``h x w`` image -> ``grid_sample`` coordinates (``align_corners=False``)."""
+    return torch.stack([points[..., 0] / w * 2 - 1, points[..., 1] / h * 2 - 1], -1)
+
+
 def _similarity_flow(pix: Tensor, flow: Tensor, weight: Tensor) -> Tensor:
     """The weighted least-squares similarity transform ``q = [[a, -b], [b, a]] p + t`` taking ``pix`` to
     ``pix + flow`` (``B x H x W x 2`` pixels, ``B x H x W`` weights), as a flow ``B x H x W x 2``; zero
@@ -166,7 +171,7 @@ class GeometricGenerator:
             lo_x, lo_y = math.floor(x0) + 0.5, math.floor(y0) + 0.5
             src = torch.stack([src[..., 0].clamp(lo_x, max(lo_x, math.ceil(x1) - 0.5)),
                                src[..., 1].clamp(lo_y, max(lo_y, math.ceil(y1) - 0.5))], -1)
-        return torch.stack([src[..., 0] / w * 2 - 1, src[..., 1] / h * 2 - 1], -1)
+        return _to_grid(src, h, w)
 
     @staticmethod
     def _mouth(frames: Tensor, reference: Tensor, pix: Tensor, lips: Tensor, ref_lips: Tensor,
@@ -176,9 +181,7 @@ class GeometricGenerator:
         read, weights, depth = mouth_interior(pix, lips, ref_lips)
         if not bool((weights > 0).any()):
             return frames
-        h, w = pix.shape[:2]
-        grid = torch.stack([read[..., 0] / w * 2 - 1, read[..., 1] / h * 2 - 1], -1)
-        grid = up(grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        grid = up(_to_grid(read, *pix.shape[:2]).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         interior = F.grid_sample(reference[None].expand(len(frames), -1, -1, -1), grid, mode="bilinear",
                                  padding_mode="border", align_corners=False)
         return paint_mouth(frames, interior, up(weights), up(depth[:, None])[:, 0])
