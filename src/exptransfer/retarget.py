@@ -12,6 +12,9 @@ what else moves is set by :class:`Retargeting`:
   video's own reference frame (tracked with the rest of the video), so relative motion cancels whatever the
   single-image fit of that frame and the video's tracking disagree on (shape, placement);
 * ``expression_scale``: how much of the driver's expression change arrives (1 = all of it).
+
+The eye poses (the gaze, :mod:`exphead.tracking.gaze`) move with the expression: in every region but ``pose``
+and ``lips``, relative or absolute, scaled like the rest of the expression.
 """
 
 from __future__ import annotations
@@ -77,13 +80,15 @@ def driving_params(target: PersonalizedHead, driving: HeadParams, origin: HeadPa
     p = driving.map(lambda v: v.clone())
     p.betas = _expand(ref.betas, n)
     s = r.expression_scale
-    if r.region == "pose":
-        p.expression, p.jaw_pose = _expand(ref.expression, n), _expand(ref.jaw_pose, n)
-    elif absolute:
-        p.expression, p.jaw_pose = s * driving.expression, s * driving.jaw_pose
-    else:
-        p.expression = ref.expression + s * (driving.expression - origin.expression)
-        p.jaw_pose = ref.jaw_pose + s * (driving.jaw_pose - origin.jaw_pose)
+    for name in ("expression", "jaw_pose", "leye_pose", "reye_pose"):
+        still = r.region == "pose" or (r.region == "lips" and name.endswith("eye_pose"))
+        if still:
+            value = _expand(getattr(ref, name), n)
+        elif absolute:
+            value = s * getattr(driving, name)
+        else:
+            value = getattr(ref, name) + s * (getattr(driving, name) - getattr(origin, name))
+        setattr(p, name, value)
     if r.region in ("expression", *BLENDED_REGIONS):
         for name in ("global_orient", "neck_pose", "head_pose", "transl"):
             setattr(p, name, _expand(getattr(ref, name), n))

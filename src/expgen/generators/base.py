@@ -36,6 +36,9 @@ class GeneratorInputs:
             the next, so windows blend across its chunks); None: no such frames.
         reference_bounds: ``(x0, y0, x1, y1)`` pixels of the reference crop that show the photo (the rest is the
             crop's padding, where the crop box reached past the photo's edge); None: the whole crop.
+        gaze: ``F x 2`` how far the driven eyes turn from the reference's, in the head (pitch, yaw in radians, as
+            SMPL-X's eye poses; :mod:`exphead.tracking.gaze`), the same for both eyes; None: the eyes keep the
+            reference's gaze.
     """
 
     reference: Tensor
@@ -49,6 +52,7 @@ class GeneratorInputs:
     reference_landmarks: Tensor | None = None
     previous: Tensor | None = None
     reference_bounds: tuple[float, float, float, float] | None = None
+    gaze: Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -61,7 +65,7 @@ class GeneratorInputs:
                                self.driving_landmarks.to(device), self.faces.to(device), self.camera.to(device),
                                *(None if t is None else t.to(device)
                                  for t in (self.head_weight, self.reference_landmarks, self.previous)),
-                               self.reference_bounds)
+                               self.reference_bounds, None if self.gaze is None else self.gaze.to(device))
 
 
 def keep_padding(frames: Tensor, reference: Tensor, bounds: tuple[float, float, float, float] | None) -> Tensor:

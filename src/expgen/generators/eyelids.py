@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from exphead.tracking.gaze import LEFT_EYE, RIGHT_EYE
+
 from .filters import gaussian_blur, max_pool
 
-RIGHT_EYE = (36, 37, 38, 39, 40, 41)  # image-left eye: outer corner, upper lid x2, inner corner, lower lid x2
-LEFT_EYE = (42, 43, 44, 45, 46, 47)  # image-right eye: inner corner, upper lid x2, outer corner, lower lid x2
 CLOSED_OPENNESS = 0.05  # lid distance / eye width of a closed eye on the head model (its lid landmarks never meet)
 MIN_OPENING = 0.08  # reference openness below which its eye counts as closed already (no eyelid then)
 

@@ -14,10 +14,12 @@ expression and pose, and the reference image is warped backward along that corre
 * a mouth the driver opens wider than the reference's is drawn anew inside the driven inner-lip contour
   (:mod:`expgen.generators.mouth`: the reference's teeth carried by the upper and lower lip, the cavity between
   them, a teeth proxy for a closed-lipped reference), instead of stretching the lips and teeth into the gap;
+* the irises move inside the eye openings by the driver's gaze (:mod:`expgen.generators.irises`; the mesh has
+  no eyeballs that turn);
 * an eye the driver closes further than the reference's is covered with lid skin from its top down
   (:mod:`expgen.generators.eyelids`), not smeared by the stretched lid.
 
-The mouth and the eyelids need ``reference_landmarks``; without them the warp alone runs. The correspondence
+The mouth, the irises and the eyelids need ``reference_landmarks``; without them the warp alone runs. The correspondence
 is smooth, so it is computed at ``work_size`` pixels at most (render, flow, mouth) and up-sampled; only the
 final look-ups read the reference at the output's full resolution.
 
@@ -40,6 +42,7 @@ from exphead.render import interpolate, normal_to_image, render_normal_depth
 from .base import GeneratorInputs, GeneratorOutput
 from .eyelids import close_eyelids, eye_closure, eye_maps, eye_squeeze
 from .filters import gaussian_blur, max_pool, smooth
+from .irises import iris_maps, iris_slide, move_irises
 from .mouth import mouth_interior, paint_mouth
 
 INNER_LIPS = slice(60, 68)  # iBUG-68 inner-lip points
@@ -115,9 +118,12 @@ class GeometricGenerator:
         pix = torch.stack(torch.meshgrid(torch.arange(h, device=device) + 0.5, torch.arange(w, device=device) + 0.5,
                                          indexing="ij")[::-1], -1)
         bounds = None if x.reference_bounds is None else tuple(v * factor for v in x.reference_bounds)
-        eyes = ref_lips = None
+        eyes = ref_lips = irises = None
         if x.reference_landmarks is not None:
-            eyes = eye_maps(reference, x.camera.project(x.reference_landmarks[None])[0])
+            ref_uv_marks = x.camera.project(x.reference_landmarks[None])[0]
+            eyes = eye_maps(reference, ref_uv_marks)
+            if x.gaze is not None and bool((x.gaze.abs() > 1e-4).any()):
+                irises = iris_maps(reference, ref_uv_marks)
             ref_lips = camera.project(x.reference_landmarks[None, INNER_LIPS])[0]  # 8 x 2 work pixels
         frames, normals = [], []
         starts = range(0, x.num_frames, chunk)
@@ -139,6 +145,9 @@ class GeometricGenerator:
             out = F.grid_sample(reference[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
                                 align_corners=False)
             landmarks = x.driving_landmarks[s:s + chunk]
+            if irises is not None:
+                slide = iris_slide(x.gaze[s:s + chunk], landmarks, x.reference_landmarks, x.camera, irises)
+                out = move_irises(out, grid, irises, slide, reference)
             if eyes is not None:
                 ref_marks = x.reference_landmarks
                 out = close_eyelids(out, grid, eyes, eye_closure(landmarks, ref_marks), work_grid,

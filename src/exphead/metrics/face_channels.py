@@ -8,6 +8,14 @@
   (159, 145), (158, 153); subject's left eye (385, 380), (386, 374), (387, 373) (upper / lower lid).
 * ``brow`` — brow height: mean over both sides of the height of the middle of the upper brow contour (right
   105, 66; left 334, 296) above its eye's centre (mean of the corners 33, 133 and 362, 263).
+* ``gaze`` — where the irises sit, sideways: mean over both eyes of the iris centre's (468 with the corners 33,
+  133; 473 with 362, 263) offset in the image from the midpoint of its eye's corners, along the line of the corners
+  (positive: towards the image's right), over the eye's width. What a viewer sees; a head turn moves it too (the
+  iris lies in front of the corners).
+* ``gaze_in_head`` (3D points only) — the eyes' own yaw in the head, in degrees: ``gaze`` with the head's
+  ``yaw`` taken out by the eyeball model of :func:`exphead.tracking.gaze.eye_yaw` (a sphere of 0.4 eye widths
+  centred between the corners), so eyes that hold still in a turning head read constant and eyes that keep
+  looking at the camera read minus the head's yaw.
 
 Heights are measured along the face's "up" axis: the y axis of
 :func:`~exphead.metrics.mediapipe_motion.head_frame` (from the nose wings to the forehead, orthogonal to the
@@ -37,11 +45,14 @@ import torch
 from torch import Tensor
 
 from exphead.metrics.mediapipe_motion import EYE_CENTRES, head_frame
+from exphead.tracking.gaze import eye_axes, eye_yaw
 
 INNER_LIPS = ((82, 87), (13, 14), (312, 317))  # (upper inner lip, lower inner lip)
 EYELIDS = ((160, 144), (159, 145), (158, 153), (385, 380), (386, 374), (387, 373))  # (upper lid, lower lid)
 BROWS = (((105, 66), EYE_CENTRES[0]), ((334, 296), EYE_CENTRES[1]))  # (upper-brow points, eye corners) per side
-DISTANCE_CHANNELS = ("mouth", "eye", "brow")
+DISTANCE_CHANNELS = ("mouth", "eye", "brow", "gaze")
+HEAD_CHANNELS = ("gaze_in_head",)  # read with the head pose, from 3D points only
+IRISES = ((468, EYE_CENTRES[0]), (473, EYE_CENTRES[1]))  # (iris centre, eye corners) per side
 POSE_CHANNELS = ("roll", "yaw", "pitch")
 
 
@@ -66,14 +77,14 @@ def face_channels(landmarks: Tensor) -> dict[str, Tensor]:
             without a face hold NaN.
 
     Returns:
-        ``{"mouth", "eye", "brow"}`` (inter-ocular units), plus ``{"roll", "yaw", "pitch"}`` (degrees) for 3D
-        points: ``F`` float64 tensors, NaN where a frame has no face.
+        ``{"mouth", "eye", "brow"}`` (inter-ocular units) and ``"gaze"`` (eye widths), plus ``{"gaze_in_head",
+        "roll", "yaw", "pitch"}`` (degrees) for 3D points: ``F`` float64 tensors, NaN where a frame has no face.
     """
     points = _check(landmarks)
     three_d = points.shape[-1] == 3
     if not three_d:
         points = torch.cat([points, torch.zeros_like(points[..., :1])], dim=-1)
-    names = DISTANCE_CHANNELS + (POSE_CHANNELS if three_d else ())
+    names = DISTANCE_CHANNELS + (HEAD_CHANNELS + POSE_CHANNELS if three_d else ())
     out = {name: points.new_full((points.shape[0],), float("nan")) for name in names}
     valid = points.isfinite().all(dim=2).all(dim=1)
     if not valid.any():
@@ -85,11 +96,17 @@ def face_channels(landmarks: Tensor) -> dict[str, Tensor]:
     out["eye"][valid] = _heights(p, up, EYELIDS) / iod
     brows = [((p[:, list(brow)].mean(dim=1) - p[:, list(eye)].mean(dim=1)) * up).sum(dim=-1) for brow, eye in BROWS]
     out["brow"][valid] = (brows[0] + brows[1]) / 2 / iod
+    gaze = []
+    for iris, (a, b) in IRISES:
+        mid, along, _, width = eye_axes(p[:, [a, a, a, b, b, b], :2])  # the corners at places 0 and 3
+        gaze.append(((p[:, iris, :2] - mid) * along).sum(dim=-1) / width.clamp_min(1e-9))
+    out["gaze"][valid] = (gaze[0] + gaze[1]) / 2
     if three_d:
         x, z = rotation[..., 0], rotation[..., 2]
         out["roll"][valid] = torch.atan2(x[:, 1], x[:, 0]) * (180 / math.pi)
         out["yaw"][valid] = torch.atan2(z[:, 0], z[:, 2]) * (180 / math.pi)
         out["pitch"][valid] = torch.atan2(z[:, 1], torch.hypot(z[:, 0], z[:, 2])) * (180 / math.pi)
+        out["gaze_in_head"][valid] = eye_yaw(out["gaze"][valid], out["yaw"][valid] * (math.pi / 180)) * (180 / math.pi)
     return out
 
 

@@ -293,12 +293,13 @@ def _refine_step(model: HeadModel, camera: Camera, params: HeadParams, target: T
 
 def smooth_tracking(params: HeadParams, pose_sigma: float = 0.0, expression_sigma: float = 0.0) -> HeadParams:
     """Zero-phase Gaussian smoothing of ``F`` frames of tracked parameters over time (no lag: a fast mouth is
-    not delayed, only flattened by a narrow ``expression_sigma``): head rotation and translation with
-    ``pose_sigma`` frames, ψ and the jaw with ``expression_sigma`` (0: untouched). Ends are padded by
+    not delayed, only flattened by a narrow ``expression_sigma``): head rotation and translation, and the eyes'
+    gaze, with ``pose_sigma`` frames, ψ and the jaw with ``expression_sigma`` (0: untouched). Ends are padded by
     replication; β and the other joints are kept."""
     out = params.map(lambda v: v.clone())
-    for sigma, names in ((pose_sigma, ("neck_pose", "head_pose", "transl")), (expression_sigma, ("expression",
-                                                                                               "jaw_pose"))):
+    groups = ((pose_sigma, ("neck_pose", "head_pose", "transl", "leye_pose", "reye_pose")),
+              (expression_sigma, ("expression", "jaw_pose")))
+    for sigma, names in groups:
         if sigma <= 0 or params.batch_size < 2:
             continue
         radius = max(1, int(3 * sigma))

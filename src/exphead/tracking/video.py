@@ -27,6 +27,7 @@ from torch import Tensor
 from exphead.head_model import HeadModel, HeadParams
 
 from .crop import SHIFT_UP, CropBox, face_crop_box
+from .gaze import gaze_rotation, head_yaw, iris_offsets
 from .landmarks import LandmarkDetector, NoFaceError, detect_landmarks
 from .tracker import TrackerConfig, TrackingResult, track_landmarks
 
@@ -155,13 +156,22 @@ class VideoTracker:
         return FaceTrack(frames, landmarks, valid, box if crop else None)
 
     def fit(self, landmarks: np.ndarray | Tensor, valid: np.ndarray | Tensor, height: int, width: int,
-            prefix: HeadParams | None = None) -> TrackingResult:
+            prefix: HeadParams | None = None, frames: np.ndarray | None = None) -> TrackingResult:
         """SMPL-X parameters of ``F`` frames of ``height x width`` pixels from their ``F x 68 x 2`` landmarks
         (frames not ``valid`` are filled in by the temporal smoothness; ``prefix``: the tracked parameters of the
-        frames just before, for a video tracked in chunks, see :func:`track_landmarks`)."""
+        frames just before, for a video tracked in chunks, see :func:`track_landmarks`). Given the ``F x H x W x 3``
+        uint8 ``frames`` the landmarks were found in, the eye poses hold the gaze read from their irises
+        (:mod:`exphead.tracking.gaze`); otherwise they stay 0."""
         with torch.enable_grad():
-            return track_landmarks(self.head_model(), torch.as_tensor(landmarks), height, width, self.config,
-                                   torch.as_tensor(valid), prefix)
+            result = track_landmarks(self.head_model(), torch.as_tensor(landmarks), height, width, self.config,
+                                     torch.as_tensor(valid), prefix)
+        if frames is not None:
+            p = result.params
+            with torch.no_grad():
+                head = head_yaw(result.camera.world_to_camera(self.head_model().posed_landmarks(p)))
+            eyes = gaze_rotation(iris_offsets(frames, landmarks), head).to(p.leye_pose)
+            p.leye_pose, p.reye_pose = eyes, eyes.clone()
+        return result
 
     def track(self, frames: np.ndarray, crop: bool = True, box: CropBox | None = None,
               on_missing: OnMissing = "skip", source: str = "input") -> TrackedVideo:
