@@ -1,6 +1,7 @@
 """Gaze: reading the iris in drawn eyes, the eye rotation it means, its retargeting, and the generator's irises."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -255,3 +256,42 @@ def test_an_iris_is_not_pushed_out_of_its_eye() -> None:
 def test_closed_reference_eyes_give_no_iris_maps() -> None:
     reference = torch.from_numpy(eye_image(0.0, 0.0, opening=1.0)).permute(2, 0, 1).float()
     assert iris_maps(reference, torch.from_numpy(eye_landmarks(1.0)).float()) is None
+
+
+def test_exp_animate_moves_the_portraits_irises_with_the_drivers_gaze(head_model) -> None:
+    """The astronaut driven by herself with her irises slid along her eyes (frames: centre, centre, right, left,
+    centre): mediapipe's iris points (a detector the tracker does not use) read the output's irises moving the
+    same way; with ``--animate lips`` they stay."""
+    pytest.importorskip("mediapipe")
+    from skimage import data
+
+    from expgen.animator import AnimateConfig, Animator
+    from exphead.media import to_tensor, to_uint8
+    from exphead.metrics.face_channels import face_channels
+    from exphead.metrics.mediapipe_motion import MediaPipeMotionExtractor
+    from exphead.tracking import TrackerConfig, detect_landmarks
+
+    photo = data.astronaut()
+    image = to_tensor(photo[None])[0]
+    marks = torch.from_numpy(detect_landmarks(photo[None])[0][0]).float()
+    maps = iris_maps(image, marks)
+    h, w = image.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    slides = torch.tensor([0.0, 0.0, 0.15, -0.15, 0.0])
+    grid = torch.stack([xs / w * 2 - 1, ys / h * 2 - 1], -1)[None].expand(len(slides), -1, -1, -1)
+    driving = to_uint8(move_irises(image[None].expand(len(slides), -1, -1, -1).contiguous(), grid, maps,
+                                   slides[:, None].expand(-1, 2), image))
+    extractor = MediaPipeMotionExtractor()
+    gaze = lambda frames: face_channels(extractor.landmarks(frames)[0])["gaze"]  # noqa: E731
+    driver = gaze(to_tensor(driving))
+    assert driver[2] - driver[0] > 0.04 and driver[3] - driver[0] < -0.04  # mediapipe sees the driver's slides
+    config = AnimateConfig(size=256, fit_size=128, fit_steps=5, show_progress=False, smooth_pose=0.0,
+                           tracker=TrackerConfig(steps=40, rigid_fraction=0.5))
+    for region in ("all", "lips"):
+        result = Animator(replace(config, animate=region), model=head_model).animate(photo, driving)
+        out = gaze(result.frames)
+        moved = (out - out[0]).abs().max().item()
+        if region == "all":
+            assert out[2] - out[0] > 0.03 and out[3] - out[0] < -0.03, out.tolist()
+        else:
+            assert moved < 0.01, out.tolist()

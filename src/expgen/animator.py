@@ -282,12 +282,15 @@ class Animator:
             drv_box = self.tracker.locate(sampled, source=name)
             head, ref_box = self.fit_reference(ref_img, drv_box if mode == "self" else None, ref_name)
         camera = head.camera.scaled(cfg.size, cfg.size).to(cfg.device)
-        reference_out = to_tensor(ref_box.apply(ref_img[None], cfg.size))[0]
+        crop = ref_box.apply(ref_img[None], cfg.size)
+        reference_out = to_tensor(crop)[0]
+        found = self.tracker.detect(crop, crop=False, source=ref_name)  # its own landmarks (the irises' eyes)
+        marks = torch.from_numpy(found.landmarks[0]).float() if found.valid[0] else None
         with torch.no_grad():
             ref_normal = render_normal_images(head.posed_neutral(0), self.model.faces, camera)[0].cpu()
         t["fit_reference"] = time.perf_counter() - clock
         return Plan(frames, count, fps, name, drv_box, ref_box, head, camera, reference_out, ref_normal, mode,
-                    ref_img, ref_index if mode == "self" else 0, t)
+                    ref_img, ref_index if mode == "self" else 0, t, marks)
 
     def _context(self) -> int:
         """Frames each side that one output frame depends on (the transfer module's window, the smoothing)."""
@@ -349,7 +352,7 @@ class Animator:
         bounds = plan.reference_box.inside(cfg.size)
         inputs = GeneratorInputs(plan.reference, plan.reference_normal, ref_vertices, vertices, landmarks,
                                  self.model.faces, plan.camera, self.model.head_weight(), ref_landmarks,
-                                 None if held is None else held.frames, bounds, gaze)
+                                 None if held is None else held.frames, bounds, gaze, plan.reference_marks)
         out = self.generator(inputs.to(cfg.device), progress=False)
         timings["generate"] = timings.get("generate", 0.0) + time.perf_counter() - clock
         crops, params = to_tensor(pending_crops[:ready]), emitted.map(lambda v: v.cpu())

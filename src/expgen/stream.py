@@ -32,6 +32,7 @@ class Plan:
         reference: ``3 x S x S`` reference crop; reference_normal: ``3 x S x S`` N^R; mode: cross or self.
         reference_image: the whole reference image (``H x W x 3`` uint8) the output is composited into.
         origin_frame: the driving frame relative motion starts from (cross: 0; self: the reference frame).
+        reference_marks: ``68 x 2`` iBUG landmarks detected in ``reference`` (pixels; None: no face found there).
     """
 
     frames: FrameSource | np.ndarray
@@ -48,6 +49,7 @@ class Plan:
     reference_image: np.ndarray
     origin_frame: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    reference_marks: Tensor | None = None
 
     def frame_chunks(self, size: int, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
         """``(first index, F' x H x W x 3 uint8)`` chunks of the driving frames from ``start``."""

@@ -39,6 +39,8 @@ class GeneratorInputs:
         gaze: ``F x 2`` how far the driven eyes turn from the reference's, in the head (pitch, yaw in radians, as
             SMPL-X's eye poses; :mod:`exphead.tracking.gaze`), the same for both eyes; None: the eyes keep the
             reference's gaze.
+        reference_marks: ``68 x 2`` iBUG landmarks detected in ``reference`` (pixels), which outline its eyes more
+            closely than the fitted mesh's (the geometric generator's irises use them); None: the mesh's.
     """
 
     reference: Tensor
@@ -53,6 +55,7 @@ class GeneratorInputs:
     previous: Tensor | None = None
     reference_bounds: tuple[float, float, float, float] | None = None
     gaze: Tensor | None = None
+    reference_marks: Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -65,7 +68,8 @@ class GeneratorInputs:
                                self.driving_landmarks.to(device), self.faces.to(device), self.camera.to(device),
                                *(None if t is None else t.to(device)
                                  for t in (self.head_weight, self.reference_landmarks, self.previous)),
-                               self.reference_bounds, None if self.gaze is None else self.gaze.to(device))
+                               self.reference_bounds,
+                               *(None if t is None else t.to(device) for t in (self.gaze, self.reference_marks)))
 
 
 def keep_padding(frames: Tensor, reference: Tensor, bounds: tuple[float, float, float, float] | None) -> Tensor:

@@ -123,7 +123,8 @@ class GeometricGenerator:
             ref_uv_marks = x.camera.project(x.reference_landmarks[None])[0]
             eyes = eye_maps(reference, ref_uv_marks)
             if x.gaze is not None and bool((x.gaze.abs() > 1e-4).any()):
-                irises = iris_maps(reference, ref_uv_marks)
+                marks = ref_uv_marks if x.reference_marks is None else x.reference_marks.to(ref_uv_marks)
+                irises = iris_maps(reference, marks)
             ref_lips = camera.project(x.reference_landmarks[None, INNER_LIPS])[0]  # 8 x 2 work pixels
         frames, normals = [], []
         starts = range(0, x.num_frames, chunk)

@@ -6,7 +6,8 @@ reference's looks. In the reference image each eye gets, around the iris centre 
 iris and a margin: the landmark polygon is narrower than the visible eye), an opening mask ``O`` (the iBUG
 36-41 / 42-47 polygon of the reference mesh's landmarks, :data:`OPENING_SCALE` times as tall, so the lid margins
 are in it and the corners are not), and an image with the disk filled line by line along the eye from the pixels
-just past its two sides (sclera beside the iris, lid above and below it). An output pixel that reads reference
+just past its two sides (sclera beside the iris, lid above and below it; the brighter side where one side is a
+lash line or the dark corner). An output pixel that reads reference
 pixel ``q`` then shows the disk's content slid by ``d`` along the eye (where the frame's gaze,
 :attr:`GeneratorInputs.gaze`, puts the iris in the driven head, less what the warp shows already:
 :func:`iris_slide`): the disk is taken off where it was and laid on where it goes,
@@ -29,6 +30,8 @@ from torch import Tensor
 
 from exphead.camera import Camera, project_points
 from exphead.tracking.gaze import LEFT_EYE, RIGHT_EYE, eye_axes, eye_yaw, head_yaw, iris_offsets, iris_u
+
+from .filters import gaussian_blur
 
 DISK_RADIUS = 0.3  # radius of the moved disk / eye width (an iris is about 0.2-0.27 of the landmarks' eye width)
 OPENING_SCALE = 1.6  # the opening mask: the landmark polygon this many times as tall (the lid margins in it)
@@ -84,7 +87,8 @@ def _polygon(points: Tensor, h: int, w: int, soft: float, scale: float = 1.0) ->
 def _fill_along(image: Tensor, disk: Tensor, centre: Tensor, u: Tensor, v: Tensor, radius: float) -> Tensor:
     """``3 x H x W`` image with the soft ``disk`` (``H x W``, centre ``centre`` and ``radius`` pixels) filled line by
     line along the unit axis ``u``: each pixel from the two pixels of its line (across ``v``) just past the disk's
-    sides, linearly in between."""
+    sides, linearly in between, or from the brighter one where they differ by 0.1 in luma or more; then smoothed
+    across lines (Gaussian of 0.1 ``radius``, inside the disk)."""
     h, w = image.shape[-2:]
     rows, cols = torch.nonzero(disk > 0, as_tuple=True)
     if not rows.numel():
@@ -100,9 +104,19 @@ def _fill_along(image: Tensor, disk: Tensor, centre: Tensor, u: Tensor, v: Tenso
         return F.grid_sample(image[None], grid.to(image), mode="bilinear", padding_mode="border",
                              align_corners=False)[0, :, 0]
 
+    left, right = at(-half), at(half)
     t = ((pu + half) / (2 * half)).clamp(0, 1)
+    # a side that is much darker than the other is a lash line or the shadowed corner, not sclera: take the other
+    luma = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device)
+    brighter = ((luma @ right - luma @ left) / 0.1).clamp(-1, 1)
+    t = t + (1 - t) * brighter.clamp_min(0) + t * brighter.clamp_max(0)
+    filled = torch.zeros_like(image)
+    filled[:, rows, cols] = torch.lerp(left, right, t)
+    # lines of lid and lash fill differ from line to line: smooth across them, inside the disk only
+    inside = (disk > 0).to(image)[None]
+    smooth = gaussian_blur(torch.cat([filled * inside, inside])[None], max(0.5, 0.1 * radius))[0]
     out = image.clone()
-    out[:, rows, cols] = torch.lerp(at(-half), at(half), t)
+    out[:, rows, cols] = (smooth[:3] / smooth[3:].clamp_min(1e-6))[:, rows, cols]
     return out
 
 
