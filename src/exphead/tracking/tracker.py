@@ -66,7 +66,7 @@ class TrackerConfig:
     contour_weight: float = 0.3
     eye_weight: float = 3.0
     brow_weight: float = 2.0
-    mouth_weight: float = 5.0
+    mouth_weight: float = 10.0
     shape_prior: float = 2e-3
     expression_prior: float = 3e-5
     jaw_prior: float = 1e-2
