@@ -4,8 +4,9 @@ The head representation has no eyeballs that turn (paper, Sec. 5), so the warp k
 reference's looks. In the reference image each eye gets, around the iris centre that
 :func:`exphead.tracking.gaze.iris_offsets` finds, a soft disk ``D`` of radius :data:`DISK_RADIUS` eye widths (the
 iris and a margin: the landmark polygon is narrower than the visible eye), an opening mask ``O`` (the iBUG
-36-41 / 42-47 polygon of the reference mesh's landmarks, :data:`OPENING_SCALE` times as tall, so the lid margins
-are in it and the corners are not), and an image with the disk filled line by line along the eye from the pixels
+36-41 / 42-47 polygon of the reference's landmarks, :data:`OPENING_SCALE` times as tall, so the lid margins are
+in it and the corners are not; the landmarks found in the image when the generator has them, as the mesh's sit a
+few pixels off the eyes), and an image with the disk filled line by line along the eye from the pixels
 just past its two sides (sclera beside the iris, lid above and below it; the brighter side where one side is a
 lash line or the dark corner). An output pixel that reads reference
 pixel ``q`` then shows the disk's content slid by ``d`` along the eye (where the frame's gaze,
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from exphead.camera import Camera, project_points
-from exphead.tracking.gaze import LEFT_EYE, RIGHT_EYE, eye_axes, eye_yaw, head_yaw, iris_offsets, iris_u
+from exphead.tracking.gaze import LEFT_EYE, RIGHT_EYE, eye_axes, eye_yaw, head_yaw, iris_offsets, iris_u, lid_curve
 
 from .filters import gaussian_blur
 
@@ -70,15 +71,8 @@ def _polygon(points: Tensor, h: int, w: int, soft: float, scale: float = 1.0) ->
     pu, pv = (rel * u).sum(-1), (rel * v).sum(-1)  # pixels along / across the eye
     local = points - mid
     lu, lv = (local * u).sum(-1), (local * v).sum(-1)
-
-    def lid(ids: list[int]) -> Tensor:
-        order = lu[ids].argsort()
-        xs_, ys_ = lu[ids][order], lv[ids][order]
-        k = torch.searchsorted(xs_.contiguous(), pu.flatten().contiguous()).clamp(1, 3).view_as(pu)
-        x0, x1, y0, y1 = xs_[k - 1], xs_[k], ys_[k - 1], ys_[k]
-        return y0 + ((pu - x0) / (x1 - x0).clamp_min(1e-9)).clamp(0, 1) * (y1 - y0)
-
-    top, bottom = lid([0, 1, 2, 3]) * scale, lid([0, 5, 4, 3]) * scale
+    top, bottom = (lid_curve(lu[None, ids], lv[None, ids], pu.flatten())[0].view_as(pu) * scale
+                   for ids in ([0, 1, 2, 3], [0, 5, 4, 3]))
     inside = torch.minimum(pv - top, bottom - pv)
     across = torch.minimum(inside, width / 2 - pu.abs())
     return (across / soft).clamp(0, 1)

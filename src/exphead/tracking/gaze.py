@@ -46,8 +46,9 @@ def eye_axes(eye: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return (left + right) / 2, u, torch.stack([-u[..., 1], u[..., 0]], -1), width
 
 
-def _lid(u_points: Tensor, v_points: Tensor, u: Tensor) -> Tensor:
-    """Piecewise-linear lid ``v(u)`` through four points (``F x 4`` each) at the sample positions ``u`` (``U``)."""
+def lid_curve(u_points: Tensor, v_points: Tensor, u: Tensor) -> Tensor:
+    """Piecewise-linear lid ``v(u)`` through four points (``F x 4`` each: a corner, two lid points, the other corner,
+    in any order) at the positions ``u`` (``U``) -> ``F x U``, held at the corners' values past them."""
     order = u_points.argsort(dim=-1)
     xs, ys = u_points.gather(-1, order), v_points.gather(-1, order)
     k = torch.searchsorted(xs.contiguous(), u.expand(len(xs), -1).contiguous()).clamp(1, 3)
@@ -88,7 +89,7 @@ def iris_offsets(frames: Tensor | np.ndarray, landmarks: Tensor | np.ndarray) ->
         local = eye - mid[:, None]
         pu = (local * ax_u[:, None]).sum(-1) / width[:, None]  # F x 6 in eye widths
         pv = (local * ax_v[:, None]).sum(-1) / width[:, None]
-        top, bottom = _lid(pu[:, :4], pv[:, :4], us), _lid(pu[:, [0, 5, 4, 3]], pv[:, [0, 5, 4, 3]], us)
+        top, bottom = lid_curve(pu[:, :4], pv[:, :4], us), lid_curve(pu[:, [0, 5, 4, 3]], pv[:, [0, 5, 4, 3]], us)
         inside = ((vs[None, :, None] > top[:, None]) & (vs[None, :, None] < bottom[:, None])
                   & (us.abs() < 0.45)).double()  # F x rows x cols
         pos = mid[:, None, None] + width[:, None, None, None] * (us[None, None, :, None] * ax_u[:, None, None]
@@ -152,4 +153,4 @@ def gaze_rotation(offsets: Tensor, head: Tensor | None = None) -> Tensor:
 
 
 __all__ = ["EYE_RADIUS", "LEFT_EYE", "RIGHT_EYE", "eye_axes", "eye_yaw", "fill_gaps", "gaze_rotation", "head_yaw",
-           "iris_offsets", "iris_u"]
+           "iris_offsets", "iris_u", "lid_curve"]
