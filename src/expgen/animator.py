@@ -388,8 +388,9 @@ class Animator:
         tracked = smooth_tracking(tracked, cfg.smooth_pose, cfg.smooth_expression)
         motion = driving_params(plan.head, tracked, origin, cfg.retargeting())
         still = still_params(plan.head, motion.batch_size)
-        gaze = (motion.leye_pose - still.leye_pose.to(motion.leye_pose))[:, :2]
-        motion.leye_pose, motion.reye_pose = still.leye_pose.to(motion.leye_pose), still.reye_pose.to(motion.leye_pose)
+        eyes = still.leye_pose.to(motion.leye_pose)  # the reference's; both eyes turn alike
+        gaze = (motion.leye_pose - eyes)[:, :2]
+        motion.leye_pose, motion.reye_pose = eyes, eyes.clone()
         driven = transfer(plan.head, motion, self.transfer)
         if self.region is None:
             return driven.vertices, driven.landmarks, gaze

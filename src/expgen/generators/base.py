@@ -7,7 +7,7 @@ swap them by configuration. A generator loads its weights once, when it is built
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Protocol
 
 import torch
@@ -63,13 +63,9 @@ class GeneratorInputs:
 
     def to(self, device: torch.device | str) -> GeneratorInputs:
         """The inputs on ``device``."""
-        return GeneratorInputs(self.reference.to(device), self.reference_normal.to(device),
-                               self.reference_vertices.to(device), self.driving_vertices.to(device),
-                               self.driving_landmarks.to(device), self.faces.to(device), self.camera.to(device),
-                               *(None if t is None else t.to(device)
-                                 for t in (self.head_weight, self.reference_landmarks, self.previous)),
-                               self.reference_bounds,
-                               *(None if t is None else t.to(device) for t in (self.gaze, self.reference_marks)))
+        moved = {f.name: value.to(device) for f in fields(self)
+                 if isinstance(value := getattr(self, f.name), (Tensor, Camera))}
+        return replace(self, **moved)
 
 
 def keep_padding(frames: Tensor, reference: Tensor, bounds: tuple[float, float, float, float] | None) -> Tensor:

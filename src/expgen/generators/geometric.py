@@ -122,7 +122,7 @@ class GeometricGenerator:
         if x.reference_landmarks is not None:
             ref_uv_marks = x.camera.project(x.reference_landmarks[None])[0]
             eyes = eye_maps(reference, ref_uv_marks)
-            if x.gaze is not None and bool((x.gaze.abs() > 1e-4).any()):
+            if x.gaze is not None:  # a still gaze still slides the irises by a turning head's parallax
                 marks = ref_uv_marks if x.reference_marks is None else x.reference_marks.to(ref_uv_marks)
                 irises = iris_maps(reference, marks)
             ref_lips = camera.project(x.reference_landmarks[None, INNER_LIPS])[0]  # 8 x 2 work pixels
