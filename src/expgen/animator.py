@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from exphead.camera import Camera
 from exphead.fitting import FitConfig, FitTargets, fit_subject
 from exphead.head_model import HeadModel, HeadParams
 from exphead.media import FrameSource, MediaError, read_image, to_tensor
@@ -160,6 +161,9 @@ class AnimateResult:
         reference_box, driving_box: the square crops in the reference image and in the driving frames.
         reference_image: the whole reference image (``H x W x 3`` uint8), that full-frame outputs are composited into.
         components: what ran (head model, reference map source, transfer module, generator), JSON-ready.
+        driven_landmarks: ``F x 68 x 3`` iBUG landmarks of the driven reference mesh the frames follow (what the
+            generator was asked to show), in the world frame of ``camera``, the reference's camera at the output
+            size (``camera.project(driven_landmarks)``: the output's pixels).
     """
 
     frames: Tensor
@@ -177,6 +181,8 @@ class AnimateResult:
     driving_box: CropBox
     reference_image: np.ndarray
     components: dict = field(default_factory=dict)
+    driven_landmarks: Tensor | None = None
+    camera: Camera | None = None
 
 
 class Animator:
@@ -366,7 +372,7 @@ class Animator:
             return None
         frames = keep_padding(out.frames[:n], plan.reference, bounds)  # the crop's padding never moves
         return Chunk(start - pending_before - (len(held) if held else 0), frames, crops[:n],
-                     out.driving_normals[:n], slice_params(params, slice(0, n)))
+                     out.driving_normals[:n], slice_params(params, slice(0, n)), landmarks[:n].detach().cpu())
 
     def _origin(self, plan: Plan, start: int, params: HeadParams) -> HeadParams:
         """The tracked parameters of ``plan.origin_frame``, from the first chunk (frames ``start ..``) when it
@@ -423,7 +429,8 @@ class Animator:
         return AnimateResult(cat("frames"), cat("driving"), plan.reference, cat("driving_normals"),
                              plan.reference_normal, self.generator.name, self.generator_reason, plan.timings,
                              plan.fps, plan.head, cat_params([c.params for c in chunks]), plan.reference_box,
-                             plan.driving_box, plan.reference_image, self.components(plan.head))
+                             plan.driving_box, plan.reference_image, self.components(plan.head),
+                             cat("landmarks"), plan.camera.to("cpu"))
 
 
 def animate(reference: str | np.ndarray | None, driving: str | np.ndarray, config: AnimateConfig | None = None,

@@ -71,13 +71,15 @@ class Plan:
 
 @dataclass
 class Chunk:
-    """Consecutive generated frames ``start .. start + F' - 1`` (all ``F' x 3 x S x S`` on the CPU)."""
+    """Consecutive generated frames ``start .. start + F' - 1`` (all ``F' x 3 x S x S`` on the CPU), and the
+    ``F' x 68 x 3`` iBUG landmarks of the driven mesh the generator followed (world frame of ``Plan.camera``)."""
 
     start: int
     frames: Tensor
     driving: Tensor
     driving_normals: Tensor
     params: HeadParams
+    landmarks: Tensor
 
 
 @dataclass

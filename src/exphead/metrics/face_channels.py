@@ -32,6 +32,11 @@ head pose is read too:
 
 With 2D pixel points (``F x 478 x 2``) the frame is the one in the image plane (only the distance channels).
 
+:func:`ibug_channels` reads ``mouth``, ``eye`` and ``brow`` the same way from 68 iBUG points (dlib's in the image,
+or a mesh's in 3D): inner lips (61, 67), (62, 66), (63, 65); lids (37, 41), (38, 40), (43, 47),
+(44, 46); the middle of each brow (18-20, 23-25) above its eye's centre (36-41, 42-47). This puts the tracker's
+input and the mesh it drives on the same scale as the judge, to see at which stage a channel is lost.
+
 :func:`channel_agreement` compares an output's channels with its driver's: the Pearson correlation of the two
 time series and the range ratio ``(p95 - p5 of the output) / (p95 - p5 of the driver)`` (1: the output moves as
 much as the driver; 0: it does not move).
@@ -54,6 +59,9 @@ DISTANCE_CHANNELS = ("mouth", "eye", "brow", "gaze")
 HEAD_CHANNELS = ("gaze_in_head",)  # read with the head pose, from 3D points only
 IRISES = ((468, EYE_CENTRES[0]), (473, EYE_CENTRES[1]))  # (iris centre, eye corners) per side
 POSE_CHANNELS = ("roll", "yaw", "pitch")
+IBUG_INNER_LIPS = ((61, 67), (62, 66), (63, 65))
+IBUG_EYELIDS = ((37, 41), (38, 40), (43, 47), (44, 46))
+IBUG_BROWS = ((slice(18, 21), slice(36, 42)), (slice(23, 26), slice(42, 48)))  # (brow middle, eye) per side
 
 
 def _check(landmarks: Tensor) -> Tensor:
@@ -110,6 +118,35 @@ def face_channels(landmarks: Tensor) -> dict[str, Tensor]:
     return out
 
 
+def ibug_channels(landmarks: Tensor) -> dict[str, Tensor]:
+    """``mouth``, ``eye`` and ``brow`` (module docstring) of iBUG points: ``F x 68 x 2`` in the image (x right,
+    y down; heights perpendicular to the line through the eye centres) or ``F x 68 x 3`` in any frame (a mesh's;
+    heights along the nose bridge, 33 -> 27, made perpendicular to that line, so a pitching head does not shorten
+    them), over the eye centres' distance; ``F`` float64 tensors, NaN where a frame holds NaN."""
+    if not isinstance(landmarks, Tensor) or landmarks.ndim != 3 or landmarks.shape[1:] not in ((68, 2), (68, 3)):
+        shape = tuple(landmarks.shape) if isinstance(landmarks, Tensor) else type(landmarks).__name__
+        raise ValueError(f"landmarks must be F x 68 x 2 (or 3) iBUG points, got {shape}")
+    points = landmarks.double()
+    right, left = points[:, 36:42].mean(dim=1), points[:, 42:48].mean(dim=1)
+    iod = (left - right).norm(dim=-1)
+    x = (left - right) / iod[:, None]
+    if points.shape[-1] == 2:
+        up = torch.stack([x[:, 1], -x[:, 0]], dim=-1)  # image y points down: "up" is x turned by -90 degrees
+    else:
+        up = points[:, 27] - points[:, 33]
+        up = up - x * (x * up).sum(dim=-1, keepdim=True)
+        up = up / up.norm(dim=-1, keepdim=True)
+
+    def height(a: Tensor, b: Tensor) -> Tensor:
+        return ((a - b) * up).sum(dim=-1) / iod
+
+    def mean_height(pairs: tuple[tuple[int, int], ...]) -> Tensor:
+        return sum(height(points[:, a], points[:, b]) for a, b in pairs) / len(pairs)
+
+    brows = [height(points[:, brow].mean(dim=1), points[:, eye].mean(dim=1)) for brow, eye in IBUG_BROWS]
+    return {"mouth": mean_height(IBUG_INNER_LIPS), "eye": mean_height(IBUG_EYELIDS), "brow": (brows[0] + brows[1]) / 2}
+
+
 def pearson(a: Tensor, b: Tensor) -> float:
     """Pearson correlation of two ``F`` series over the frames where both are finite (NaN when fewer than 3
     such frames or when either series is constant)."""
@@ -154,4 +191,4 @@ def channel_agreement(output: dict[str, Tensor], driver: dict[str, Tensor]) -> d
 
 
 __all__ = ["BROWS", "DISTANCE_CHANNELS", "EYELIDS", "INNER_LIPS", "POSE_CHANNELS", "channel_agreement",
-           "face_channels", "pearson", "spread"]
+           "face_channels", "ibug_channels", "pearson", "spread"]
