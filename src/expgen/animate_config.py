@@ -46,7 +46,9 @@ class AnimateConfig:
         diffusion_carry: how the shared frames pass on: blend (cross-fade, any overlap below the window) or
             context (held as known latents, 1 + 4j frames; for checkpoints trained to continue a context).
         fit_steps: detail steps of the single-image reference fit.
-        tracker: the SMPL-X tracker of the reference and the driving video.
+        tracker: the SMPL-X tracker of the reference and the driving video (its eye landmarks weigh 10, not the
+            subject fit's 3: on a 10 px eye their few pixels carry the blinks, which matter more here than the
+            shape the subject fit recovers).
         chunk: driving frames processed at once, from decoding to writing (memory does not grow with the video).
         overlap: tracked frames of the previous chunk that the next chunk's smoothness runs across.
         smplx: SMPLX_NEUTRAL.npz (default $SMPLX_MODEL_PATH, else the embedded procedural head model).
@@ -75,7 +77,7 @@ class AnimateConfig:
     diffusion_overlap: int = 4
     diffusion_carry: Carry = "blend"
     fit_steps: int = 60
-    tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(steps=100))
+    tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(steps=100, eye_weight=10.0))
     chunk: int = 128
     overlap: int = 8
     smplx: str | None = None

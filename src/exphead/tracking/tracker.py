@@ -64,7 +64,7 @@ class TrackerConfig:
     fov_deg: float = 14.0
     lr: float = 0.03
     contour_weight: float = 0.3
-    eye_weight: float = 10.0
+    eye_weight: float = 3.0
     brow_weight: float = 2.0
     mouth_weight: float = 10.0
     shape_prior: float = 2e-3
