@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from exphead.geometry import apply_sparse
@@ -131,6 +133,38 @@ def test_axis_angle_roundtrip_and_relative_composition():
     base = torch.tensor([[0.1, 0.2, 0.0]])
     ref = torch.tensor([[0.0, 0.3, 0.0]])
     torch.testing.assert_close(compose_relative(base, ref, ref), base, atol=1e-6, rtol=0)
+
+
+def test_relative_head_motion_changes_the_angles_by_the_drivers_change():
+    """A driver turned 25 degrees to the side that nods from -20 to 20 degrees: the portrait (its own yaw, pitch and
+    roll) nods by the same amounts and keeps its heading and tilt; the angles round-trip. The matrix product of the
+    driver's change with the portrait's rotation nods the portrait about the driver's turned axis: it tilts too."""
+    from exphead.rotations import (
+        axis_angle_to_matrix,
+        compose_relative,
+        euler_to_matrix,
+        matrix_to_axis_angle,
+        matrix_to_euler,
+    )
+
+    g = torch.Generator().manual_seed(1)
+    angles = (torch.rand(100, 3, generator=g) - 0.5) * torch.tensor([3.0, 1.6, 3.0])  # pitch within +-0.8 rad
+    torch.testing.assert_close(matrix_to_euler(euler_to_matrix(angles)), angles, atol=1e-5, rtol=0)
+    R = euler_to_matrix(torch.tensor([0.3, 0.2, 0.1]))
+    normal = R[:, 2]  # the face's normal: azimuth yaw, elevation -pitch
+    assert abs(math.atan2(normal[0], normal[2]) - 0.3) < 1e-5 and abs(math.asin(normal[1]) + 0.2) < 1e-5
+
+    nod = torch.linspace(-0.35, 0.35, 9)
+    zero = torch.zeros_like(nod)
+    driver = torch.stack([torch.full_like(nod, 0.44), nod, zero], -1)
+    portrait = torch.tensor([[0.05, -0.09, 0.03]])
+    aa = lambda e: matrix_to_axis_angle(euler_to_matrix(e))  # noqa: E731
+    out = compose_relative(aa(portrait).expand(9, -1), aa(driver), aa(driver[4:5]).expand(9, -1))
+    expected = portrait + torch.stack([zero, nod, zero], -1)
+    torch.testing.assert_close(matrix_to_euler(axis_angle_to_matrix(out)), expected, atol=1e-5, rtol=0)
+    Rd = axis_angle_to_matrix(aa(driver))
+    product = Rd @ Rd[4:5].transpose(-1, -2) @ axis_angle_to_matrix(aa(portrait))
+    assert (matrix_to_euler(product)[:, 2] - portrait[0, 2]).abs().max() > 0.1  # the old composition tilts
 
 
 def test_posing_matches_smplx_on_the_subset(coarse_head_model):

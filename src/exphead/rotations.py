@@ -1,4 +1,5 @@
-"""Axis-angle <-> rotation matrix conversions (axis-angle -> matrix is ``smplx.lbs.batch_rodrigues``)."""
+"""Axis-angle <-> rotation matrix conversions (axis-angle -> matrix is ``smplx.lbs.batch_rodrigues``), head angles
+(yaw, pitch, roll) and relative head motion."""
 
 from __future__ import annotations
 
@@ -35,8 +36,30 @@ def matrix_to_axis_angle(R: Tensor) -> Tensor:
     return aa.reshape(*R.shape[:-2], 3)
 
 
+def matrix_to_euler(R: Tensor) -> Tensor:
+    """``... x 3 x 3`` rotations -> ``... x 3`` angles ``(yaw, pitch, roll)`` (radians) with
+    ``R = R_y(yaw) R_x(pitch) R_z(roll)``: in the world frame of :mod:`exphead.camera` (y up, z to the camera) a
+    head's heading, nod and tilt; the face's normal ``R e_z`` has azimuth ``yaw`` and elevation ``-pitch``."""
+    yaw = torch.atan2(R[..., 0, 2], R[..., 2, 2])
+    pitch = torch.asin((-R[..., 1, 2]).clamp(-1.0, 1.0))
+    roll = torch.atan2(R[..., 1, 0], R[..., 1, 1])
+    return torch.stack([yaw, pitch, roll], dim=-1)
+
+
+def euler_to_matrix(angles: Tensor) -> Tensor:
+    """``... x 3`` ``(yaw, pitch, roll)`` -> ``... x 3 x 3`` ``R_y(yaw) R_x(pitch) R_z(roll)`` (see
+    :func:`matrix_to_euler`)."""
+    axes = torch.eye(3, dtype=angles.dtype, device=angles.device)
+    turn = [axis_angle_to_matrix(angles[..., k, None] * axes[i]) for k, i in enumerate((1, 0, 2))]
+    return turn[0] @ turn[1] @ turn[2]
+
+
 def compose_relative(base: Tensor, drive: Tensor, drive_ref: Tensor) -> Tensor:
-    """Apply the driver's rotation relative to its reference frame to a base rotation (axis-angle ``F x 3``):
-    ``R_out = R_drive R_drive_ref^T R_base``."""
-    Rb, Rd, Rr = axis_angle_to_matrix(base), axis_angle_to_matrix(drive), axis_angle_to_matrix(drive_ref)
-    return matrix_to_axis_angle(Rd @ Rr.transpose(-1, -2) @ Rb)
+    """Relative head motion (axis-angle ``F x 3`` each): the base rotation's yaw, pitch and roll
+    (:func:`matrix_to_euler`) change by the driver's change of the same angles from ``drive_ref``.
+
+    Composing the matrices instead (``R_drive R_drive_ref^T R_base``) turns the base about the driver's own axes:
+    when the driver starts nodding 13 degrees further down than the base, its pitch changes leak into the base's
+    yaw (a driver's 10 degree turn read as 14 on the portrait in the Pexels clip)."""
+    angles = [matrix_to_euler(axis_angle_to_matrix(r)) for r in (base, drive, drive_ref)]
+    return matrix_to_axis_angle(euler_to_matrix(angles[0] + angles[1] - angles[2]))
