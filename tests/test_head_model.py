@@ -203,3 +203,21 @@ def test_level_by_level_transforms_match_smplx():
     joints = torch.randn(2, 9, 3)
     for a, b in zip(batch_rigid_transform(rot, joints, parents), joint_transforms(rot, joints, parents)):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_similarity_transform_recovers_a_known_one():
+    """Points turned, scaled by 1.3 and moved (3D, 5 frames): the transform comes back, and a reflection is never
+    returned as a rotation."""
+    from exphead.geometry import similarity_transform
+    from exphead.rotations import axis_angle_to_matrix
+
+    g = torch.Generator().manual_seed(2)
+    reference = torch.randn(13, 3, generator=g)
+    rotation = axis_angle_to_matrix(torch.randn(5, 3, generator=g) * 0.5)
+    shift = torch.randn(5, 3, generator=g)
+    points = (reference - shift[:, None]) @ rotation / 1.3  # reference = 1.3 * points @ rotation^T + shift
+    scale, found, translation = similarity_transform(points, reference)
+    torch.testing.assert_close(scale, torch.full((5,), 1.3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(found, rotation, atol=1e-4, rtol=0)
+    torch.testing.assert_close(translation, shift, atol=1e-4, rtol=0)
+    assert torch.allclose(torch.linalg.det(similarity_transform(-points, reference)[1]), torch.ones(5), atol=1e-5)

@@ -71,3 +71,18 @@ def test_a_closed_lipped_reference_gets_a_teeth_proxy_under_the_upper_lip():
     assert teeth[33, 22] < teeth[33, col]  # the proxy fades towards the corners
     out = paint_mouth(torch.full((1, 3, SIZE, SIZE), 0.7), torch.zeros(1, 3, SIZE, SIZE), weights, depth)
     assert abs(float(out[0, 0, 33, col]) - TEETH_COLOR[0]) < 0.1
+
+
+def test_a_turned_head_does_not_open_the_mouth():
+    """A 20 degree turn foreshortens the driven mouth's width, not its gap: measured in the output against the
+    mouth's width, the gap reads wider and a cavity would be drawn. Compared in the reference's own view
+    (``opening_lips``: the turn undone) nothing is drawn; a mouth that really opens still is."""
+    turn = math.cos(math.radians(20.0))
+    ref_lips = lips(8.0)
+    turned = lips(8.0, width=24.0 * turn)[None]
+    assert mouth_interior(pixels(), turned, ref_lips)[1].sum() > 1.0  # the proportions read as an opening
+    _, weights, _ = mouth_interior(pixels(), turned, ref_lips, opening_lips=ref_lips[None])
+    assert weights.sum() == 0
+    opened = lips(16.0, width=24.0 * turn)[None]
+    _, weights, _ = mouth_interior(pixels(), opened, ref_lips, opening_lips=lips(16.0)[None])
+    assert weights[0, 1, 40, 32] > 0.9  # the cavity in the middle of a mouth opened to 16 px

@@ -1,4 +1,5 @@
-"""Mesh geometry shared by the whole library: face/vertex normals and the mesh Laplacian.
+"""Mesh geometry shared by the whole library: face/vertex normals, the mesh Laplacian and the least-squares
+similarity transform between point sets.
 
 Meshes are ``B x N x 3`` vertex tensors with ``M x 3`` int64 faces, counter-clockwise when seen
 from outside, so face normals point outwards.
@@ -118,6 +119,28 @@ def uniform_laplacian(faces: Tensor, num_vertices: int) -> Tensor:
     with warnings.catch_warnings():  # torch's "sparse CSR support is in beta" notice: nothing a user can act on
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta")
         return coo.to_sparse_csr()  # CSR multiplies ~50x faster than COO on CPU
+
+
+def similarity_transform(points: Tensor, reference: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The least-squares similarity (Umeyama) taking each frame's points onto ``reference``.
+
+    Args:
+        points: ``F x K x D`` points; reference: ``K x D`` (the same points, in the target placement).
+
+    Returns:
+        ``(scale F, rotation F x D x D, translation F x D)`` with ``reference ~ scale * points @ rotation^T +
+        translation`` (a proper rotation: no reflection).
+    """
+    p_mean, r_mean = points.mean(dim=1, keepdim=True), reference.mean(dim=0)
+    p, r = points - p_mean, reference - r_mean
+    cov = torch.einsum("kd,fke->fde", r, p) / p.shape[1]  # D x D cross-covariance, target x source
+    u, s, vh = torch.linalg.svd(cov)
+    sign = torch.ones_like(s)
+    sign[:, -1] = torch.sign(torch.linalg.det(u) * torch.linalg.det(vh))
+    rotation = u @ torch.diag_embed(sign) @ vh
+    scale = (s * sign).sum(dim=1) / p.pow(2).sum(dim=(1, 2)).div(p.shape[1]).clamp_min(1e-12)
+    translation = r_mean - scale[:, None] * torch.einsum("fd,fed->fe", p_mean[:, 0], rotation)  # R p_mean
+    return scale, rotation, translation
 
 
 def apply_sparse(matrix: Tensor, values: Tensor) -> Tensor:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from exphead.geometry import similarity_transform
 from exphead.render import interpolate, normal_to_image, render_normal_depth
 
 from .base import GeneratorInputs, GeneratorOutput
@@ -46,6 +47,7 @@ from .irises import iris_maps, iris_slide, move_irises
 from .mouth import mouth_interior, paint_mouth
 
 INNER_LIPS = slice(60, 68)  # iBUG-68 inner-lip points
+RIGID = [27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45]  # nose and eye corners: where the head's motion is read
 
 
 def _to_grid(points: Tensor, h: int, w: int) -> Tensor:
@@ -154,8 +156,11 @@ class GeometricGenerator:
                 out = close_eyelids(out, grid, eyes, eye_closure(landmarks, ref_marks), work_grid,
                                     squeeze=eye_squeeze(landmarks, ref_marks))
             if ref_lips is not None:
-                out = self._mouth(out, reference, pix, camera.expand(b).project(landmarks[:, INNER_LIPS]), ref_lips,
-                                  up)
+                view = camera.expand(b)
+                scale, rotation, shift = similarity_transform(landmarks[:, RIGID], x.reference_landmarks[RIGID])
+                still = scale[:, None, None] * landmarks[:, INNER_LIPS] @ rotation.transpose(1, 2) + shift[:, None]
+                out = self._mouth(out, reference, pix, view.project(landmarks[:, INNER_LIPS]), ref_lips,
+                                  view.project(still), up)
             frames.append(out.clamp(0, 1).cpu())
         return GeneratorOutput(torch.cat(frames), torch.cat(normals))
 
@@ -184,11 +189,12 @@ class GeometricGenerator:
         return _to_grid(src, h, w)
 
     @staticmethod
-    def _mouth(frames: Tensor, reference: Tensor, pix: Tensor, lips: Tensor, ref_lips: Tensor,
+    def _mouth(frames: Tensor, reference: Tensor, pix: Tensor, lips: Tensor, ref_lips: Tensor, still_lips: Tensor,
                up: Callable[[Tensor], Tensor]) -> Tensor:
         """Draw the interior of mouths opened wider than the reference's (:mod:`expgen.generators.mouth`), computed
-        at the work resolution of ``pix`` (``lips`` ``B x 8 x 2``, ``ref_lips`` ``8 x 2`` in its pixels)."""
-        read, weights, depth = mouth_interior(pix, lips, ref_lips)
+        at the work resolution of ``pix`` (``lips`` ``B x 8 x 2``, ``ref_lips`` ``8 x 2``, ``still_lips`` the driven
+        lips with the head's motion undone, ``B x 8 x 2``, all in its pixels)."""
+        read, weights, depth = mouth_interior(pix, lips, ref_lips, still_lips)
         if not bool((weights > 0).any()):
             return frames
         grid = up(_to_grid(read, *pix.shape[:2]).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)

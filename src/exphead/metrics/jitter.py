@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from exphead.geometry import similarity_transform
 from exphead.metrics.frame_metric import Reduction, reduce_frames
 
 EyeIndices = tuple[Sequence[int], Sequence[int]]
@@ -67,15 +68,8 @@ def similarity_align(points: Tensor, reference: Tensor) -> Tensor:
     if not valid.any():
         return out
     p = points[valid]
-    p_mean, r_mean = p.mean(dim=1, keepdim=True), reference.mean(dim=0)
-    p, r = p - p_mean, reference - r_mean
-    cov = torch.einsum("kd,fke->fde", r, p) / p.shape[1]  # D x D cross-covariance, target x source
-    u, s, vh = torch.linalg.svd(cov)
-    sign = torch.ones_like(s)
-    sign[:, -1] = torch.sign(torch.linalg.det(u) * torch.linalg.det(vh))
-    rotation = u @ torch.diag_embed(sign) @ vh
-    scale = (s * sign).sum(dim=1) / p.pow(2).sum(dim=(1, 2)).div(p.shape[1]).clamp_min(1e-12)
-    out[valid] = scale[:, None, None] * p @ rotation.transpose(1, 2) + r_mean
+    scale, rotation, translation = similarity_transform(p, reference)
+    out[valid] = scale[:, None, None] * p @ rotation.transpose(1, 2) + translation[:, None]
     return out
 
 
