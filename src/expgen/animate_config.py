@@ -48,7 +48,9 @@ class AnimateConfig:
         fit_steps: detail steps of the single-image reference fit.
         tracker: the SMPL-X tracker of the reference and the driving video (its eye landmarks weigh 10, not the
             subject fit's 3: on a 10 px eye their few pixels carry the blinks, which matter more here than the
-            shape the subject fit recovers).
+            shape the subject fit recovers). ``--tracker.steps`` and the like change one field; in Python, keep the
+            rest with ``replace(AnimateConfig().tracker, steps=...)`` (a new ``TrackerConfig`` has the subject
+            fit's weights).
         chunk: driving frames processed at once, from decoding to writing (memory does not grow with the video).
         overlap: tracked frames of the previous chunk that the next chunk's smoothness runs across.
         smplx: SMPLX_NEUTRAL.npz (default $SMPLX_MODEL_PATH, else the embedded procedural head model).
