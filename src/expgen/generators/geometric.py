@@ -4,7 +4,9 @@ The reference image is projected onto the fitted personalized mesh (each dense v
 where it appears in the reference image), the mesh is re-posed with each driving frame's
 expression and pose, and the reference image is warped backward along that correspondence:
 
-* pixels the driving mesh covers take the reference colour of the same surface point;
+* pixels the driving mesh covers take the reference colour of the same surface point, where the reference shows
+  that surface well; where it shows it edge-on (the chin's underside, the sides of the face: the cosine of the
+  reference's view below 0.3), a turn would stretch its few pixels, and the pixel takes the smooth flow below;
 * the rest of the image follows a smooth flow extended from the head, fading to zero far away, so
   hair, neck and background move with the head while the far background stays put. Given per-vertex
   head weights (skinning weights of the head joints), the extension is the similarity transform
