@@ -117,32 +117,3 @@ def test_turning_the_head_draws_no_mouth_interior_and_opening_the_jaw_does(head_
     assert turned.max() < 0.01, turned
     assert opened.min() > 0.5, opened
 
-
-def test_surface_the_reference_sees_edge_on_takes_the_smooth_flow():
-    """``reference_visibility``: 1 for a square facing the camera, cos 80 degrees turned by 80, negative seen from
-    behind. In the warp's grid, a band whose own flow is not trusted reads along the extension of its trusted
-    surroundings (here: no motion) instead of its own 8 px."""
-    from expgen.generators.geometric import GeometricGenerator, reference_visibility
-    from exphead.camera import Camera
-    from exphead.rotations import axis_angle_to_matrix
-
-    camera = Camera.portrait(height=64, width=64)
-    square = torch.tensor([[-0.1, -0.1, 0.0], [0.1, -0.1, 0.0], [0.1, 0.1, 0.0], [-0.1, 0.1, 0.0]])
-    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
-    centre = torch.tensor([0.0, 0.09, 0.0])
-    assert reference_visibility(square + centre, faces, camera).min() > 0.99
-    turned = square @ axis_angle_to_matrix(torch.tensor([0.0, 1.4, 0.0])).T + centre
-    assert (reference_visibility(turned, faces, camera) - math.cos(1.4)).abs().max() < 0.05
-    assert reference_visibility(square + centre, faces.flip(1), camera).max() < -0.99
-
-    h = w = 40
-    pix = torch.stack(torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")[::-1], -1)
-    flow = torch.zeros(1, h, w, 2)
-    flow[:, 18:22, :, 0] = 8.0
-    mask = torch.ones(1, 1, h, w)
-    trust = mask.clone()
-    trust[:, :, 16:24] = 0.0
-    read_x = lambda grid: (grid[0, 20, 10:30, 0] + 1) / 2 * w - pix[20, 10:30, 0]  # noqa: E731
-    generator = GeometricGenerator()
-    assert (read_x(generator._grid(pix, flow, torch.zeros_like(flow), mask)) - 8.0).abs().max() < 1e-3
-    assert read_x(generator._grid(pix, flow, torch.zeros_like(flow), mask, trust=trust)).abs().max() < 0.5

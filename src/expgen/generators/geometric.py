@@ -4,9 +4,7 @@ The reference image is projected onto the fitted personalized mesh (each dense v
 where it appears in the reference image), the mesh is re-posed with each driving frame's
 expression and pose, and the reference image is warped backward along that correspondence:
 
-* pixels the driving mesh covers take the reference colour of the same surface point, where the reference shows
-  that surface well; where it shows it edge-on (the chin's underside, the sides of the face: the cosine of the
-  reference's view below 0.3), a turn would stretch its few pixels, and the pixel takes the smooth flow below;
+* pixels the driving mesh covers take the reference colour of the same surface point;
 * the rest of the image follows a smooth flow extended from the head, fading to zero far away, so
   hair, neck and background move with the head while the far background stays put. Given per-vertex
   head weights (skinning weights of the head joints), the extension is the similarity transform
@@ -39,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from exphead.geometry import similarity_transform, vertex_normals
+from exphead.geometry import similarity_transform
 from exphead.render import interpolate, normal_to_image, render_normal_depth
 
 from .base import GeneratorInputs, GeneratorOutput
@@ -49,21 +47,12 @@ from .irises import iris_maps, iris_slide, move_irises
 from .mouth import mouth_interior, paint_mouth
 
 INNER_LIPS = slice(60, 68)  # iBUG-68 inner-lip points
-SEEN_EDGE_ON, SEEN_SQUARELY = 0.05, 0.3  # cosine of the reference's view of a surface point: untrusted, trusted
 RIGID = [27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45]  # nose and eye corners: where the head's motion is read
 
 
 def _to_grid(points: Tensor, h: int, w: int) -> Tensor:
     """``... x 2`` pixel positions in an ``h x w`` image -> ``grid_sample`` coordinates (``align_corners=False``)."""
     return torch.stack([points[..., 0] / w * 2 - 1, points[..., 1] / h * 2 - 1], -1)
-
-
-def reference_visibility(vertices: Tensor, faces: Tensor, camera) -> Tensor:
-    """``N x 3`` reference vertices -> ``N``: the cosine between each vertex normal and its line of sight in the
-    reference camera (1: seen squarely, 0: edge-on, < 0: facing away)."""
-    points = camera.world_to_camera(vertices[None])
-    normals = vertex_normals(points, faces)
-    return (normals * (-points / points.norm(dim=-1, keepdim=True).clamp_min(1e-9))).sum(dim=-1)[0]
 
 
 def _similarity_flow(pix: Tensor, flow: Tensor, weight: Tensor) -> Tensor:
@@ -128,7 +117,6 @@ class GeometricGenerator:
             lambda t: F.interpolate(t, size=full, mode="bilinear", align_corners=False))
         device = reference.device
         ref_uv = camera.project(x.reference_vertices[None])[0]  # N x 2 pixels in the reference
-        seen = reference_visibility(x.reference_vertices, faces, camera)  # N: how squarely the reference shows each
         pix = torch.stack(torch.meshgrid(torch.arange(h, device=device) + 0.5, torch.arange(w, device=device) + 0.5,
                                          indexing="ij")[::-1], -1)
         bounds = None if x.reference_bounds is None else tuple(v * factor for v in x.reference_bounds)
@@ -155,9 +143,7 @@ class GeometricGenerator:
                 hw = interpolate(x.head_weight[None, :, None].to(flow.dtype), r.fragments, faces)[..., 0] * mask[:, 0]
                 reach = (2 * smooth(hw[:, None], self.rigid_reach * max(h, w))).clamp(0, 1).permute(0, 2, 3, 1)
                 rigid = _similarity_flow(pix, flow, hw) * reach
-            trust = interpolate(seen[None, :, None].to(flow.dtype), r.fragments, faces)[..., 0]
-            trust = ((trust - SEEN_EDGE_ON) / (SEEN_SQUARELY - SEEN_EDGE_ON)).clamp(0, 1)[:, None] * mask
-            work_grid = self._grid(pix, flow, rigid, mask, bounds, trust)
+            work_grid = self._grid(pix, flow, rigid, mask, bounds)
             grid = up(work_grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
             out = F.grid_sample(reference[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
                                 align_corners=False)
@@ -179,13 +165,10 @@ class GeometricGenerator:
         return GeneratorOutput(torch.cat(frames), torch.cat(normals))
 
     def _grid(self, pix: Tensor, flow: Tensor, rigid: Tensor, mask: Tensor,
-              bounds: tuple[float, ...] | None = None, trust: Tensor | None = None) -> Tensor:
+              bounds: tuple[float, ...] | None = None) -> Tensor:
         """``B x H x W x 2`` where each pixel reads the reference (``grid_sample`` coordinates): ``flow`` inside the
         silhouette and its smooth extension outside it; reads stay inside ``bounds`` (``x0, y0, x1, y1`` pixels,
-        the part of the reference that shows the photo), so the crop's padding is never pulled into it.
-        ``trust`` (``B x 1 x H x W`` in [0, 1], default ``mask``): how far a silhouette pixel's own flow holds;
-        surface the reference shows edge-on does not (its few pixels would be stretched), and takes the extension."""
-        mask = mask if trust is None else trust
+        the part of the reference that shows the photo), so the crop's padding is never pulled into it."""
         h, w = mask.shape[-2:]
         sigma = self.flow_sigma * max(h, w)
         num = smooth(((flow - rigid) * mask.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), sigma)
