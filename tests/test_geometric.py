@@ -116,4 +116,3 @@ def test_turning_the_head_draws_no_mouth_interior_and_opening_the_jaw_does(head_
     turned, opened = coverage
     assert turned.max() < 0.01, turned
     assert opened.min() > 0.5, opened
-
