@@ -9,14 +9,16 @@ generator) and scores three "methods" against the driving frames cropped like th
   undefined, NaN / null);
 * ``driving_copy`` — the output is the driving crop (the ceiling: correlations and ranges 1, jitter ratio 1).
 
-Two more rows say at which stage a channel is lost (``mouth`` / ``eye`` / ``brow`` only, from 68 iBUG points,
+Two more rows say at which stage a channel is lost (``mouth`` / ``eye`` / ``brow`` from 68 iBUG points,
 :func:`exphead.metrics.face_channels.ibug_channels`, against the same mediapipe driver channels):
 
 * ``tracker_input`` — dlib's landmarks on the driving crops, what the tracker fits: where detector and judge
   disagree, no tracker following dlib can do better;
 * ``driven_mesh`` — the 3D landmarks of the reference mesh the animator drives (``AnimateResult.driven_landmarks``;
   heights along the mesh's own up axis): what the generator is asked to show. Below ``tracker_input``: lost
-  in tracking or retargeting; above ``ours``: lost in rendering.
+  in tracking or retargeting; above ``ours``: lost in rendering. This row has the head pose too (``roll`` /
+  ``yaw`` / ``pitch`` of :func:`mesh_pose`: the mesh's head frame in the output's camera, turned once so that it
+  reads on the first output frame what mediapipe reads there): tracking and retargeting against the driver.
 
 Columns (channels from :mod:`exphead.metrics.face_channels` on mediapipe's 478-point face mesh, which shares
 nothing with the dlib landmarks the tracker follows): ``<channel>_corr`` is the Pearson correlation of the
@@ -83,12 +85,14 @@ from exphead.metrics.face_channels import (  # noqa: E402
     POSE_CHANNELS,
     channel_agreement,
     face_channels,
+    head_angles,
     ibug_channels,
+    ibug_head_frame,
     pearson,
 )
 from exphead.metrics.face_embedding import DlibFaceEmbedder  # noqa: E402
 from exphead.metrics.jitter import jitter_ratio  # noqa: E402
-from exphead.metrics.mediapipe_motion import MediaPipeMotionExtractor  # noqa: E402
+from exphead.metrics.mediapipe_motion import MediaPipeMotionExtractor, head_frame  # noqa: E402
 from exphead.tracking.gaze import iris_offsets  # noqa: E402
 from exphead.tracking.landmarks import detect_landmarks, mouth_opening  # noqa: E402
 
@@ -144,6 +148,22 @@ def same_person_rate(frames: Tensor, reference: Tensor, embedder: DlibFaceEmbedd
     return float((values > SAME_PERSON).sum()) / len(values)  # NaN (no face) is not above
 
 
+def mesh_pose(result: AnimateResult, output_points: Tensor) -> dict[str, Tensor]:
+    """``roll`` / ``yaw`` / ``pitch`` (degrees, ``F`` each) of the driven mesh, on the judge's scale: its iBUG head
+    frame in the output's camera (:func:`~exphead.metrics.face_channels.ibug_head_frame`), turned by the constant
+    rotation that makes it read what mediapipe reads on the first output frame with a face (``output_points``
+    ``F x 478 x 3``; the two frames are built from different points), NaN if mediapipe reads none."""
+    camera = result.camera.to("cpu")
+    points = camera.world_to_camera(result.driven_landmarks.to(camera.R)).double()
+    frames = ibug_head_frame(points * points.new_tensor([1.0, -1.0, -1.0]))  # OpenCV -> y up, z to the camera
+    found = output_points.isfinite().all(dim=2).all(dim=1).nonzero()
+    if len(found) == 0:
+        return {name: frames.new_full((len(frames),), float("nan")) for name in POSE_CHANNELS}
+    first = int(found[0])
+    judged = head_frame(output_points[first:first + 1].double())[0][0]
+    return head_angles(frames @ (frames[first].T @ judged))
+
+
 def score(result: AnimateResult, extractor: MediaPipeMotionExtractor, embedder: DlibFaceEmbedder
           ) -> tuple[list[dict], dict[str, float]]:
     """The rows of ``ours``, ``reference_copy``, ``driving_copy`` and the two stages (``tracker_input``,
@@ -171,7 +191,7 @@ def score(result: AnimateResult, extractor: MediaPipeMotionExtractor, embedder: 
                    face_missing=float((~has_face).float().mean()))
         rows.append(row)
     stages = {"tracker_input": {k: dlib[k] for k in ("mouth", "eye", "brow")},
-              "driven_mesh": ibug_channels(result.driven_landmarks)}
+              "driven_mesh": {**ibug_channels(result.driven_landmarks), **mesh_pose(result, ours_points)}}
     for method, channels in stages.items():
         agreement = channel_agreement(channels, driver)
         rows.append({"method": method, **{column: agreement.get(column, float("nan")) for column in AGREEMENT_COLUMNS},

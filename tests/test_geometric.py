@@ -1,7 +1,8 @@
 """The geometric generator: its wide blur (the low-resolution shortcut matches the full Gaussian), the crop's padding,
-its similarity flow, and the mouth interior under head turns."""
+its similarity flow, the mouth interior under head turns, and the chin's underside."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -116,3 +117,62 @@ def test_turning_the_head_draws_no_mouth_interior_and_opening_the_jaw_does(head_
     turned, opened = coverage
     assert turned.max() < 0.01, turned
     assert opened.min() > 0.5, opened
+
+
+def test_the_chin_s_underside_takes_the_smooth_flow_and_no_longer_stretches(head_model, monkeypatch):
+    """``chin_underside`` on the astronaut's fitted mesh: only below the lower lip, between the jaw points 6 and 10,
+    near the chin, on surface the reference sees edge-on or not at all. Tilted back by 20 degrees, the warp spread
+    those few reference pixels over several times their area (a seam under the chin; under a turn, a hard line at
+    the chin's lower edge); taking the smooth flow there, the output reads them over about their own area."""
+    import numpy as np
+    import torch.nn.functional as F
+    from skimage import data
+
+    import expgen.generators.geometric as geometric
+    from expgen.animator import AnimateConfig, Animator
+    from expgen.generators import GeneratorInputs
+    from exphead.head_model import split_head_rotation
+    from exphead.render import interpolate, render_normal_depth
+    from exphead.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+    from exptransfer import still_params, transfer
+
+    animator = Animator(AnimateConfig(size=128, fit_size=128, fit_steps=5, show_progress=False,
+                                      tracker=replace(AnimateConfig().tracker, steps=40, rigid_fraction=0.5)),
+                        model=head_model)
+    photo = data.astronaut()
+    plan = animator.prepare(photo, np.stack([photo, photo]))
+    faces, camera = head_model.faces, plan.camera
+    with torch.no_grad():
+        still = transfer(plan.head, still_params(plan.head, 1), None)
+        vertices, marks = still.vertices[0], still.landmarks[0]
+        chin = geometric.chin_underside(vertices, faces, camera, marks)
+        points, marks_cam = camera.world_to_camera(vertices[None])[0], camera.world_to_camera(marks[None])[0]
+        assert chin.min() >= 0 and chin.max() <= 1 and (chin > 0.5).sum() > 100
+        margin = 0.15 * (marks_cam[10, 0] - marks_cam[6, 0])  # the soft edge and the head's slight tilt
+        x, y = points[:, 0], points[:, 1]  # camera frame: x right, y down
+        below = (y > marks_cam[57, 1] - margin) & (x > marks_cam[6, 0] - margin) & (x < marks_cam[10, 0] + margin)
+        near = (points - marks_cam[8]).norm(dim=-1) < marks_cam[10, 0] - marks_cam[6, 0]
+        assert chin[~(below & near)].max() < 1e-6  # nothing above the lower lip, beyond the jaw points, far back
+        view = geometric.reference_view(vertices, faces, camera)
+        assert chin[view > geometric.SEEN_SQUARELY].max() < 1e-6  # nothing the reference sees squarely
+        seen = render_normal_depth(still.vertices, faces, camera)
+        underside = (interpolate(chin[None, :, None], seen.fragments, faces)[..., 0] * seen.mask[:, 0] > 0.5).float()
+
+        params = still_params(plan.head, 1)
+        turn = torch.tensor([[-20.0 * math.pi / 180, 0.0, 0.0]])  # the face tilted up
+        rotation = axis_angle_to_matrix(turn) @ axis_angle_to_matrix(params.neck_pose + params.head_pose)
+        params.neck_pose, params.head_pose = split_head_rotation(matrix_to_axis_angle(rotation))
+        driven = transfer(plan.head, params, None)
+        grids = []
+        grid = geometric.GeometricGenerator._grid
+        monkeypatch.setattr(geometric.GeometricGenerator, "_grid", lambda *a, **k: grids.append(grid(*a, **k))
+                            or grids[-1])
+        spread = {}
+        for name, region in (("own flow", lambda *a: torch.zeros(len(vertices))), ("smooth", geometric.chin_underside)):
+            monkeypatch.setattr(geometric, "chin_underside", region)
+            animator.generator(GeneratorInputs(
+                plan.reference, plan.reference_normal, vertices, driven.vertices, driven.landmarks, faces, camera,
+                head_model.head_weight(), marks, None, None, None, plan.reference_marks))
+            read = F.grid_sample(underside[:, None], grids[-1], mode="nearest", align_corners=False)
+            spread[name] = float(read.sum() / underside.sum())
+    assert spread["own flow"] > 4.0 and spread["smooth"] < 0.5 * spread["own flow"], spread

@@ -12,7 +12,9 @@ from exphead.metrics.face_channels import (
     IRISES,
     channel_agreement,
     face_channels,
+    head_angles,
     ibug_channels,
+    ibug_head_frame,
     pearson,
     spread,
 )
@@ -146,6 +148,37 @@ def test_pearson_and_spread_skip_missing_frames() -> None:
     assert spread(values) == pytest.approx(90.0)
     assert spread(torch.cat([values, torch.tensor([float("nan")])])) == pytest.approx(90.0)
     assert math.isnan(spread(torch.tensor([float("nan")])))
+
+
+def test_ibug_head_frame_reads_known_turns_once_the_nose_bridge_s_lean_is_removed() -> None:
+    """3D iBUG points turned by known rotations read their angles (as face_channels reads mediapipe's):
+    exactly with the nose bridge in the face's plane; with a bridge leaning forward, after removing the constant
+    turn read on the frontal frame (what expression_fidelity does with the output's first frame)."""
+    points = torch.randn(68, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 5
+    points[36:42] = torch.tensor([-20.0, 0.0, 0.0], dtype=torch.float64)
+    points[42:48] = torch.tensor([20.0, 0.0, 0.0], dtype=torch.float64)
+    points[27], points[33] = torch.tensor([0.0, 10.0, 0.0]), torch.tensor([0.0, -20.0, 0.0])
+    turns = ((0, 0, 0), (20, 0, 0), (0, 30, 0), (0, 0, -15), (25, -20, 12), (-30, 10, 25))
+    truth = head_angles(torch.stack([rotation(*turn) for turn in turns]))  # the rotations' own frames
+    expected = torch.stack([truth["roll"], truth["yaw"], truth["pitch"]], dim=-1)
+    # one axis at a time reads the turn itself (combined, roll is the eye line's tilt in the image)
+    torch.testing.assert_close(expected[:4], torch.tensor(turns[:4], dtype=torch.float64))
+
+    def read(face: torch.Tensor) -> torch.Tensor:
+        moved = torch.stack([3.0 * face @ rotation(*turn).T + torch.tensor([40.0, -7.0, 500.0]) for turn in turns])
+        frame = ibug_head_frame(moved)
+        frame = frame @ (frame[0].transpose(0, 1) @ torch.eye(3, dtype=torch.float64))  # frame 0 reads (0, 0, 0)
+        angles = head_angles(frame)
+        return torch.stack([angles["roll"], angles["yaw"], angles["pitch"]], dim=-1)
+
+    torch.testing.assert_close(read(points), expected)
+    leaning = points.clone()
+    leaning[33, 2] = 12.0  # the bridge's lower end 12 in front of the eyes: about 22 degrees of lean
+    torch.testing.assert_close(read(leaning), expected)
+    uncorrected = head_angles(ibug_head_frame((leaning @ rotation(30.0, 20.0, 0.0).T)[None]))
+    assert abs(uncorrected["yaw"].item() - 20.0) > 3.0  # the lean alone would mix roll into the yaw
+    with pytest.raises(ValueError, match="68 x 3"):
+        ibug_head_frame(torch.zeros(2, 68, 2))
 
 
 @pytest.mark.slow

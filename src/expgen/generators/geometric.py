@@ -11,6 +11,8 @@ expression and pose, and the reference image is warped backward along that corre
   (rotation, scale, shift) fitted to the head's own flow, reaching ``rigid_reach`` of the image size
   beyond the head, plus the rest of the flow extended by normalised Gaussian convolution: hair then
   turns with the head instead of smearing where a rolling head drags only its near side;
+* the chin's underside, which a frontal reference shows edge-on in a few pixels, takes that smooth extension
+  too (:func:`chin_underside`): its own flow would stretch those pixels into a seam when the head turns or tilts;
 * a mouth the driver opens wider than the reference's is drawn anew inside the driven inner-lip contour
   (:mod:`expgen.generators.mouth`: the reference's teeth carried by the upper and lower lip, the cavity between
   them, a teeth proxy for a closed-lipped reference), instead of stretching the lips and teeth into the gap;
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from exphead.geometry import similarity_transform
+from exphead.geometry import similarity_transform, vertex_normals
 from exphead.render import interpolate, normal_to_image, render_normal_depth
 
 from .base import GeneratorInputs, GeneratorOutput
@@ -48,11 +50,46 @@ from .mouth import mouth_interior, paint_mouth
 
 INNER_LIPS = slice(60, 68)  # iBUG-68 inner-lip points
 RIGID = [27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45]  # nose and eye corners: where the head's motion is read
+SEEN_EDGE_ON, SEEN_SQUARELY = 0.05, 0.3  # cosine of the reference's view of a surface point: untrusted, trusted
 
 
 def _to_grid(points: Tensor, h: int, w: int) -> Tensor:
     """``... x 2`` pixel positions in an ``h x w`` image -> ``grid_sample`` coordinates (``align_corners=False``)."""
     return torch.stack([points[..., 0] / w * 2 - 1, points[..., 1] / h * 2 - 1], -1)
+
+
+def reference_view(vertices: Tensor, faces: Tensor, camera) -> Tensor:
+    """``N x 3`` vertices (world frame of ``camera``) -> ``N``: the cosine between each vertex normal and its line of
+    sight (1: seen squarely, 0: edge-on, < 0: facing away)."""
+    points = camera.world_to_camera(vertices[None])
+    normals = vertex_normals(points, faces)
+    return (normals * (-points / points.norm(dim=-1, keepdim=True).clamp_min(1e-9))).sum(dim=-1)[0]
+
+
+def chin_underside(vertices: Tensor, faces: Tensor, camera, landmarks: Tensor) -> Tensor:
+    """How far the warp may not trust each reference vertex's own flow (``N``, in [0, 1]): the chin's underside,
+    which the reference shows edge-on in a few pixels that a turning head would stretch into a seam.
+
+    ``vertices`` ``N x 3`` and ``landmarks`` ``68 x 3`` (iBUG) are the reference mesh's, in the world frame of
+    ``camera``. A vertex counts where the reference sees it edge-on or not at all (cosine of its normal to the line
+    of sight below :data:`SEEN_SQUARELY`, fully from :data:`SEEN_EDGE_ON`), below the lower lip (landmark 57),
+    between the jaw points 6 and 10 across the face and within that width of the chin (landmark 8), with soft
+    edges of a tenth of the width: the jaw line beside it, whose outline carries a head turn, keeps its flow."""
+    points = camera.world_to_camera(vertices[None])[0]
+    marks = camera.world_to_camera(landmarks[None])[0]
+    edge_on = ((SEEN_SQUARELY - reference_view(vertices, faces, camera)) / (SEEN_SQUARELY - SEEN_EDGE_ON)).clamp(0, 1)
+    across = marks[45] - marks[36]
+    across = across / across.norm()
+    down = marks[8] - marks[27]
+    down = down - across * (across @ down)
+    down = down / down.norm()
+    x, y = (points - marks[8]) @ across, (points - marks[57]) @ down
+    left, right = float((marks[6] - marks[8]) @ across), float((marks[10] - marks[8]) @ across)
+    width = right - left
+    soft = 0.1 * width
+    near = ((width - (points - marks[8]).norm(dim=-1)) / soft).clamp(0, 1)  # not the neck's sides or back
+    inside = ((x - left) / soft).clamp(0, 1) * ((right - x) / soft).clamp(0, 1) * (y / soft).clamp(0, 1) * near
+    return edge_on * inside
 
 
 def _similarity_flow(pix: Tensor, flow: Tensor, weight: Tensor) -> Tensor:
@@ -117,6 +154,8 @@ class GeometricGenerator:
             lambda t: F.interpolate(t, size=full, mode="bilinear", align_corners=False))
         device = reference.device
         ref_uv = camera.project(x.reference_vertices[None])[0]  # N x 2 pixels in the reference
+        chin = None if x.reference_landmarks is None else chin_underside(x.reference_vertices, faces, camera,
+                                                                          x.reference_landmarks)
         pix = torch.stack(torch.meshgrid(torch.arange(h, device=device) + 0.5, torch.arange(w, device=device) + 0.5,
                                          indexing="ij")[::-1], -1)
         bounds = None if x.reference_bounds is None else tuple(v * factor for v in x.reference_bounds)
@@ -143,7 +182,11 @@ class GeometricGenerator:
                 hw = interpolate(x.head_weight[None, :, None].to(flow.dtype), r.fragments, faces)[..., 0] * mask[:, 0]
                 reach = (2 * smooth(hw[:, None], self.rigid_reach * max(h, w))).clamp(0, 1).permute(0, 2, 3, 1)
                 rigid = _similarity_flow(pix, flow, hw) * reach
-            work_grid = self._grid(pix, flow, rigid, mask, bounds)
+            trust = mask
+            if chin is not None:  # the chin's underside takes the extended flow, not its own (a seam otherwise)
+                under = interpolate(chin[None, :, None].to(flow.dtype), r.fragments, faces)[..., 0]
+                trust = mask * (1 - under)[:, None]
+            work_grid = self._grid(pix, flow, rigid, mask, bounds, trust)
             grid = up(work_grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
             out = F.grid_sample(reference[None].expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
                                 align_corners=False)
@@ -165,10 +208,13 @@ class GeometricGenerator:
         return GeneratorOutput(torch.cat(frames), torch.cat(normals))
 
     def _grid(self, pix: Tensor, flow: Tensor, rigid: Tensor, mask: Tensor,
-              bounds: tuple[float, ...] | None = None) -> Tensor:
+              bounds: tuple[float, ...] | None = None, trust: Tensor | None = None) -> Tensor:
         """``B x H x W x 2`` where each pixel reads the reference (``grid_sample`` coordinates): ``flow`` inside the
         silhouette and its smooth extension outside it; reads stay inside ``bounds`` (``x0, y0, x1, y1`` pixels,
-        the part of the reference that shows the photo), so the crop's padding is never pulled into it."""
+        the part of the reference that shows the photo), so the crop's padding is never pulled into it.
+        ``trust`` (``B x 1 x H x W`` in [0, 1], default ``mask``): how far a silhouette pixel's own flow holds
+        (:func:`chin_underside`: not where the reference shows the surface edge-on)."""
+        mask = mask if trust is None else trust
         h, w = mask.shape[-2:]
         sigma = self.flow_sigma * max(h, w)
         num = smooth(((flow - rigid) * mask.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), sigma)

@@ -36,6 +36,8 @@ With 2D pixel points (``F x 478 x 2``) the frame is the one in the image plane (
 or a mesh's in 3D): inner lips (61, 67), (62, 66), (63, 65); lids (37, 41), (38, 40), (43, 47),
 (44, 46); the middle of each brow (18-20, 23-25) above its eye's centre (36-41, 42-47). This puts the tracker's
 input and the mesh it drives on the same scale as the judge, to see at which stage a channel is lost.
+:func:`ibug_head_frame` reads a 3D mesh's head frame from its iBUG points, and :func:`head_angles` turns any head
+frame into ``roll`` / ``yaw`` / ``pitch`` as above, for the mesh's pose on the judge's scale.
 
 :func:`channel_agreement` compares an output's channels with its driver's: the Pearson correlation of the two
 time series and the range ratio ``(p95 - p5 of the output) / (p95 - p5 of the driver)`` (1: the output moves as
@@ -110,10 +112,8 @@ def face_channels(landmarks: Tensor) -> dict[str, Tensor]:
         gaze.append(((p[:, iris, :2] - mid) * along).sum(dim=-1) / width.clamp_min(1e-9))
     out["gaze"][valid] = (gaze[0] + gaze[1]) / 2
     if three_d:
-        x, z = rotation[..., 0], rotation[..., 2]
-        out["roll"][valid] = torch.atan2(x[:, 1], x[:, 0]) * (180 / math.pi)
-        out["yaw"][valid] = torch.atan2(z[:, 0], z[:, 2]) * (180 / math.pi)
-        out["pitch"][valid] = torch.atan2(z[:, 1], torch.hypot(z[:, 0], z[:, 2])) * (180 / math.pi)
+        for name, values in head_angles(rotation).items():
+            out[name][valid] = values
         out["gaze_in_head"][valid] = eye_yaw(out["gaze"][valid], out["yaw"][valid] * (math.pi / 180)) * (180 / math.pi)
     return out
 
@@ -145,6 +145,35 @@ def ibug_channels(landmarks: Tensor) -> dict[str, Tensor]:
 
     brows = [height(points[:, brow].mean(dim=1), points[:, eye].mean(dim=1)) for brow, eye in IBUG_BROWS]
     return {"mouth": mean_height(IBUG_INNER_LIPS), "eye": mean_height(IBUG_EYELIDS), "brow": (brows[0] + brows[1]) / 2}
+
+
+def head_angles(rotation: Tensor) -> dict[str, Tensor]:
+    """``roll``, ``yaw`` and ``pitch`` (degrees, module docstring) of head frames ``... x 3 x 3`` whose columns are
+    the head's x (subject's right to left), y (up) and z (out of the face) axes in a camera frame with y up and z
+    to the camera."""
+    x, z = rotation[..., 0], rotation[..., 2]
+    degrees = 180 / math.pi
+    return {"roll": torch.atan2(x[..., 1], x[..., 0]) * degrees, "yaw": torch.atan2(z[..., 0], z[..., 2]) * degrees,
+            "pitch": torch.atan2(z[..., 1], torch.hypot(z[..., 0], z[..., 2])) * degrees}
+
+
+def ibug_head_frame(landmarks: Tensor) -> Tensor:
+    """The head frame ``F x 3 x 3`` (columns x, y, z as :func:`head_angles` takes them) of 3D iBUG points
+    ``F x 68 x 3`` in a camera frame with y up and z to the camera: x from the right eye's centre (36-41) to the
+    left's (42-47), y along the nose bridge (33 -> 27) made perpendicular to x, z = x cross y. The nose bridge
+    leans forward from the face's plane, so this frame differs from mediapipe's
+    (:func:`~exphead.metrics.mediapipe_motion.head_frame`) by a constant turn about x; compare the two after
+    removing it on one frame both read."""
+    if not isinstance(landmarks, Tensor) or landmarks.ndim != 3 or landmarks.shape[1:] != (68, 3):
+        shape = tuple(landmarks.shape) if isinstance(landmarks, Tensor) else type(landmarks).__name__
+        raise ValueError(f"landmarks must be F x 68 x 3 iBUG points, got {shape}")
+    points = landmarks.double()
+    x = points[:, 42:48].mean(dim=1) - points[:, 36:42].mean(dim=1)
+    x = x / x.norm(dim=-1, keepdim=True)
+    y = points[:, 27] - points[:, 33]
+    y = y - x * (x * y).sum(dim=-1, keepdim=True)
+    y = y / y.norm(dim=-1, keepdim=True)
+    return torch.stack([x, y, torch.linalg.cross(x, y)], dim=-1)
 
 
 def pearson(a: Tensor, b: Tensor) -> float:
@@ -191,4 +220,4 @@ def channel_agreement(output: dict[str, Tensor], driver: dict[str, Tensor]) -> d
 
 
 __all__ = ["BROWS", "DISTANCE_CHANNELS", "EYELIDS", "INNER_LIPS", "POSE_CHANNELS", "channel_agreement",
-           "face_channels", "ibug_channels", "pearson", "spread"]
+           "face_channels", "head_angles", "ibug_channels", "ibug_head_frame", "pearson", "spread"]
