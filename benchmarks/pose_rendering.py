@@ -5,7 +5,10 @@ with known head rotations only (no expression): yaw, pitch and roll from ``-max`
 a time, applied to the neck and head joints as the tracker's rotation is. The geometric generator warps the
 reference along each posed mesh, and mediapipe's face mesh reads the output's pose
 (:func:`exphead.metrics.face_channels.face_channels`). Per axis: the slope of the read angle over the applied one
-(1: the output shows the whole turn), its correlation, and the read angles.
+(1: the output shows the whole turn), its correlation, and the read angles; and the mouth's opening as mediapipe
+reads it, over its reading on the unturned face (``mouth_at_min`` / ``mouth_at_max`` at ``-max`` / ``+max``, the
+list in ``mouth``): the lips do not move, so 1 is right (a tilt down that hides the reference's teeth reads far
+below 1).
 
 ``--depth`` repeats the sweep with the reference mesh's depth stretched about its landmarks' centre (the mesh
 turned rigidly about that centre, so the comparison is between depths only): how much of what is missing is the
@@ -95,14 +98,18 @@ def main() -> None:
                 continue  # parallax matters for turns out of the image plane; yaw is the one the clips lack
             frames = sweep(animator, plan, axis, angles, depth)
             points, _ = extractor.landmarks(frames)
-            read = face_channels(points)[axis] * SIGN[axis]
+            channels = face_channels(points)
+            read = channels[axis] * SIGN[axis]
+            mouth = channels["mouth"] / channels["mouth"][len(angles) // 2]  # the lips do not move: 1 is right
             read = read - read[len(angles) // 2]  # the reference's own reading at 0 (a frontal face reads a pitch)
             ok = read.isfinite()
             slope = float(np.polyfit(angles[ok].numpy(), read[ok].numpy(), 1)[0]) if ok.sum() > 2 else float("nan")
             rows.append({"axis": axis, "turn": "neck" if depth is None else f"rigid, depth x{depth:g}",
                          "slope": slope, "corr": pearson(read, angles.double()),
-                         "read": [round(float(v), 2) for v in read]})
-    print_table([{k: v for k, v in row.items() if k != "read"} for row in rows])
+                         "mouth_at_min": float(mouth[0]), "mouth_at_max": float(mouth[-1]),
+                         "read": [round(float(v), 2) for v in read],
+                         "mouth": [round(float(v), 3) for v in mouth]})
+    print_table([{k: v for k, v in row.items() if k not in ("read", "mouth")} for row in rows])
     meta = {**machine_meta(), "size": args.size, "angles": angles.tolist(), "detector": extractor.label(),
             "reference": "skimage.data.astronaut(), fitted as exp-animate fits it (landmarks only)"}
     if args.json:
