@@ -102,7 +102,7 @@ def edges(faces: Tensor) -> Tensor:
 
 
 def uniform_laplacian(faces: Tensor, num_vertices: int) -> Tensor:
-    """Sparse (CSR) ``N x N`` uniform graph Laplacian ``L = I - D^-1 A`` (rows sum to zero).
+    """Sparse (CSR) ``N x N`` uniform graph Laplacian ``L = I - D^-1 A`` (rows sum to zero), on ``faces``' device.
 
     ``L @ v`` is each vertex minus the mean of its neighbours; it vanishes on flat, evenly
     sampled regions and penalises high-frequency bumps.
@@ -110,9 +110,9 @@ def uniform_laplacian(faces: Tensor, num_vertices: int) -> Tensor:
     e = edges(faces)
     rows = torch.cat([e[:, 0], e[:, 1]])
     cols = torch.cat([e[:, 1], e[:, 0]])
-    deg = torch.zeros(num_vertices, dtype=torch.float32).index_add_(0, rows, torch.ones(rows.shape[0]))
+    deg = torch.zeros(num_vertices, device=rows.device).index_add_(0, rows, rows.new_ones(rows.shape[0]).float())
     vals = -1.0 / deg.clamp_min(1)[rows]
-    diag = torch.arange(num_vertices)
+    diag = torch.arange(num_vertices, device=rows.device)
     idx = torch.cat([torch.stack([rows, cols]), torch.stack([diag, diag])], dim=1)
     val = torch.cat([vals, (deg > 0).float()])
     coo = torch.sparse_coo_tensor(idx, val, (num_vertices, num_vertices), check_invariants=False).coalesce()

@@ -87,7 +87,8 @@ class PersonalizedHead:
 
     def neutral(self) -> Tensor:
         """V_neutral = V^s + Δg: ``N_s x 3`` (β only, ψ = 0, no pose)."""
-        p = HeadParams.zeros(1, self.model.num_betas, self.model.num_expression, dtype=self.delta_g.dtype)
+        p = HeadParams.zeros(1, self.model.num_betas, self.model.num_expression, dtype=self.delta_g.dtype,
+                             device=self.delta_g.device)
         p.betas = self.betas
         return self.model.canonical(p, self.delta_g)[0]
 

@@ -37,7 +37,7 @@ def default_synthetic_root(num_subjects: int, num_frames: int, seed: int, restin
 
 def _rest_frame(model: HeadModel, betas: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The β-only neutral mesh (no Δg) as ``make_subject`` sees it: vertices, normals (``N_s x 3``), landmarks."""
-    params = HeadParams.zeros(1, model.num_betas, model.num_expression)
+    params = HeadParams.zeros(1, model.num_betas, model.num_expression, device=betas.device)
     params.betas = betas.reshape(1, -1)
     neutral = model.canonical(params)
     return neutral[0], vertex_normals(neutral, model.faces)[0], model.landmarks_of(neutral)[0]

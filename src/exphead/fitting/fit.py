@@ -132,7 +132,9 @@ def fit_subject(source: str | os.PathLike | FitTargets, out_dir: str | os.PathLi
                              callbacks=callbacks, enable_checkpointing=out is not None,
                              enable_progress_bar=cfg.show_progress, enable_model_summary=False)
         if cfg.steps > 0:
+            device = model.v_template.device
             trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
+            model.to(device)  # Lightning's teardown leaves the module (the caller's head model in it) on the CPU
     head = head_from_module(module, meta={"source": str(source) if not isinstance(source, FitTargets) else "tensors",
                                           "tracking_error_px": float(data.tracking.error_px.nanmean()),
                                           "has_maps": targets.has_maps, "steps": cfg.steps,

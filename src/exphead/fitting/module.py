@@ -80,7 +80,8 @@ class HeadFitModule(pl.LightningModule):
         self.model = model or HeadModel(model_path, level)
         h, w = image_size
         camera = camera or Camera.portrait(1, h, w)
-        init = init or HeadParams.zeros(num_frames, self.model.num_betas, self.model.num_expression)
+        device = self.model.v_template.device  # the model may come on a GPU already (exp-animate's)
+        init = init or HeadParams.zeros(num_frames, self.model.num_betas, self.model.num_expression, device=device)
         self.register_buffer("cam_K", camera.K.clone())
         self.register_buffer("cam_R", camera.R.clone())
         self.register_buffer("cam_t", camera.t.clone())
@@ -94,7 +95,8 @@ class HeadFitModule(pl.LightningModule):
         self.register_buffer("global_orient", init.global_orient[:1].clone())
         face = torch.nonzero(self.model.face_mask > 0).squeeze(1)
         self.register_buffer("face_index", face, persistent=False)
-        neutral = self.model.canonical(HeadParams.zeros(1, self.model.num_betas, self.model.num_expression))
+        neutral = self.model.canonical(HeadParams.zeros(1, self.model.num_betas, self.model.num_expression,
+                                                        device=device))
         normals = vertex_normals(neutral, self.model.faces)[0]
         self.delta_g_mm = nn.Parameter(static_init_mm * normals * static_prior(self.model)[:, None])
         self.delta_f_mm = nn.Embedding(num_frames, face.shape[0] * 3, sparse=True)

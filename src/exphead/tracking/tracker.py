@@ -134,7 +134,8 @@ class TrackingResult:
 
 def _initial_translation(model: HeadModel, camera: Camera, lm2d: Tensor, valid: Tensor) -> Tensor:
     """Place the neutral head so its landmarks' centroid and spread match the detections (``F x 3``)."""
-    neutral = model.posed_landmarks(HeadParams.zeros(1, model.num_betas, model.num_expression))[0]
+    neutral = model.posed_landmarks(HeadParams.zeros(1, model.num_betas, model.num_expression,
+                                                     device=lm2d.device))[0]
     cam = neutral @ camera.R[0].T
     f = camera.K[0, 0, 0]
     c = camera.K[0, :2, 2]
