@@ -9,7 +9,9 @@ are prepared on a machine that has them:
 * ``--record DIR`` (here): decodes the clip into ``DIR/driving.npz`` and runs the job once on the CPU with dlib,
   writing every answer of the landmark detector, in order, to ``DIR/detections.npz``;
 * ``--replay DIR --json OUT`` (there): runs the job on the CPU and on CUDA with a detector that gives those answers
-  back in the same order (the job asks the same questions whatever the device), and writes the comparison.
+  back in the same order (the job asks the same questions whatever the device), and writes the comparison;
+  with ``--diffusion-weights`` the diffusion branch runs too, on CUDA in bfloat16 and in float32 (a randomly
+  initialised tiny model checks the path and its speed, not the pictures).
 
     python benchmarks/gpu_animate.py --record gpu_bundle
     PYTHONPATH=src python3 benchmarks/gpu_animate.py --replay gpu_bundle --json $OUT/gpu_animate.json
@@ -60,8 +62,8 @@ class Replay:
         return self.answers[self.index - 1]
 
 
-def config(device: str) -> AnimateConfig:
-    return replace(AnimateConfig(show_progress=False), device=device)
+def config(device: str, **changes: Any) -> AnimateConfig:
+    return replace(AnimateConfig(show_progress=False), device=device, **changes)
 
 
 def record(folder: Path) -> None:
@@ -81,7 +83,7 @@ def record(folder: Path) -> None:
           f"face) in {folder}")
 
 
-def replay(folder: Path, out: Path) -> None:
+def replay(folder: Path, out: Path, weights: Path | None = None, diffusion_frames: int = 21) -> None:
     clip = np.load(folder / "driving.npz")
     frames, fps = clip["frames"], float(clip["fps"])
     stored = np.load(folder / "detections.npz")
@@ -111,11 +113,32 @@ def replay(folder: Path, out: Path) -> None:
                      "pixels_over_0.05": float(((cpu - gpu).abs().amax(dim=1) > 0.05).float().mean()),
                      "driven_landmarks_max_mm": 1e3 * float((results["cpu"].driven_landmarks
                                                              - results["cuda"].driven_landmarks).abs().max())})
+    if weights is not None and torch.cuda.is_available():
+        rows += diffusion_rows(frames[:diffusion_frames], fps, answers, weights)
     print_table(rows)
     meta = {**machine_meta(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "job": "astronaut x carphone (120 frames), 512 px, geometric generator, exp-animate defaults",
             "detections": "recorded with dlib on the CPU machine (--record), replayed in order"}
     write_json(out, "gpu_animate", rows, meta)
+
+
+def diffusion_rows(frames: np.ndarray, fps: float, answers: list, weights: Path) -> list[dict[str, Any]]:
+    """exp-animate's diffusion branch on CUDA with the weights in ``weights`` (any ``save_pretrained`` folder: a
+    random tiny model checks the path, not the pictures), in bfloat16 and in float32: seconds, and how far apart."""
+    rows, outputs = [], {}
+    for dtype in ("bfloat16", "float32"):
+        detector = Replay(answers)
+        cfg = config("cuda", generator="diffusion", generator_weights=str(weights), dtype=dtype)
+        start = time.perf_counter()
+        result = Animator(cfg, detector=detector).animate(data.astronaut(), frames, fps)
+        outputs[dtype] = result.frames.float()
+        rows.append({"device": f"cuda diffusion {dtype}", "frames": int(result.frames.shape[0]),
+                     "seconds": time.perf_counter() - start, "finite": bool(torch.isfinite(result.frames).all()),
+                     **{f"{stage}_s_per_frame": value for stage, value in per_frame(result).items()}})
+    mse = (outputs["bfloat16"] - outputs["float32"]).pow(2).mean()
+    rows.append({"device": "diffusion bfloat16 vs float32", "frames": int(len(frames)),
+                 "psnr_db_mean": float(10 * torch.log10(1 / mse.clamp_min(1e-12)))})
+    return rows
 
 
 def per_frame(result) -> dict[str, float]:
@@ -129,11 +152,13 @@ def main() -> None:
     ap.add_argument("--record", type=Path, help="prepare the job's inputs in this folder (needs dlib, ffmpeg)")
     ap.add_argument("--replay", type=Path, help="run the job from this folder on the CPU and on CUDA")
     ap.add_argument("--json", type=Path, help="with --replay: where the comparison goes")
+    ap.add_argument("--diffusion-weights", type=Path, help="with --replay on CUDA: also run the diffusion branch")
+    ap.add_argument("--diffusion-frames", type=int, default=21, help="driving frames of the diffusion runs")
     args = ap.parse_args()
     if args.record:
         record(args.record)
     if args.replay:
-        replay(args.replay, args.json or Path("gpu_animate.json"))
+        replay(args.replay, args.json or Path("gpu_animate.json"), args.diffusion_weights, args.diffusion_frames)
 
 
 if __name__ == "__main__":
