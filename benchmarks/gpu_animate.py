@@ -7,7 +7,8 @@ seconds per frame. A GPU machine here has neither dlib's 68-point model (100 MB)
 are prepared on a machine that has them:
 
 * ``--record DIR`` (here): decodes the clip into ``DIR/driving.npz`` and runs the job once on the CPU with dlib,
-  writing every answer of the landmark detector, in order, to ``DIR/detections.npz``;
+  writing every answer of the landmark detector, in order, to ``DIR/detections.npz`` (``--options``: the job's
+  changes to :class:`AnimateConfig`, e.g. ``{"mode": "self"}``, kept in ``DIR/options.json``);
 * ``--replay DIR --json OUT`` (there): runs the job on the CPU and on CUDA with a detector that gives those answers
   back in the same order (the job asks the same questions whatever the device), and writes the comparison;
   with ``--diffusion-weights`` the diffusion branch runs too, on CUDA in bfloat16 and in float32 (a randomly
@@ -20,6 +21,7 @@ are prepared on a machine that has them:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import replace
@@ -66,7 +68,7 @@ def config(device: str, **changes: Any) -> AnimateConfig:
     return replace(AnimateConfig(show_progress=False), device=device, **changes)
 
 
-def record(folder: Path) -> None:
+def record(folder: Path, options: dict[str, Any]) -> None:
     from expgen.examples import real_driving_video
     from exphead.media import read_frames
     from exphead.tracking import DlibFaceDetector
@@ -74,8 +76,9 @@ def record(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     frames, fps = read_frames(real_driving_video())
     np.savez_compressed(folder / "driving.npz", frames=frames, fps=fps)
+    (folder / "options.json").write_text(json.dumps(options))
     recorder = Recorder(DlibFaceDetector())
-    Animator(config("cpu"), detector=recorder).animate(data.astronaut(), frames, fps)
+    Animator(config("cpu", **options), detector=recorder).animate(data.astronaut(), frames, fps)
     found = np.array([a is not None for a in recorder.answers])
     stacked = np.stack([a if a is not None else np.full((68, 2), np.nan, np.float32) for a in recorder.answers])
     np.savez_compressed(folder / "detections.npz", landmarks=stacked, found=found)
@@ -88,14 +91,15 @@ def replay(folder: Path, out: Path, weights: Path | None = None, diffusion_frame
     frames, fps = clip["frames"], float(clip["fps"])
     stored = np.load(folder / "detections.npz")
     answers = [lm if ok else None for lm, ok in zip(stored["landmarks"], stored["found"])]
+    options = json.loads((folder / "options.json").read_text()) if (folder / "options.json").exists() else {}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     results: dict[str, Any] = {}
     rows = []
     for device in devices:
         detector = Replay(answers)
-        animator = Animator(config(device), detector=detector)
+        animator = Animator(config(device, **options), detector=detector)
         if device == "cuda":  # one warm-up frame: CUDA's first kernels compile and load
-            Animator(config(device), detector=Replay(answers)).animate(data.astronaut(), frames[:2], fps)
+            Animator(config(device, **options), detector=Replay(answers)).animate(data.astronaut(), frames[:2], fps)
             torch.cuda.synchronize()
         start = time.perf_counter()
         result = animator.animate(data.astronaut(), frames, fps)
@@ -114,21 +118,23 @@ def replay(folder: Path, out: Path, weights: Path | None = None, diffusion_frame
                      "driven_landmarks_max_mm": 1e3 * float((results["cpu"].driven_landmarks
                                                              - results["cuda"].driven_landmarks).abs().max())})
     if weights is not None and torch.cuda.is_available():
-        rows += diffusion_rows(frames[:diffusion_frames], fps, answers, weights)
+        rows += diffusion_rows(frames[:diffusion_frames], fps, answers, weights, options)
     print_table(rows)
     meta = {**machine_meta(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "job": "astronaut x carphone (120 frames), 512 px, geometric generator, exp-animate defaults",
+            "options": options,
             "detections": "recorded with dlib on the CPU machine (--record), replayed in order"}
     write_json(out, "gpu_animate", rows, meta)
 
 
-def diffusion_rows(frames: np.ndarray, fps: float, answers: list, weights: Path) -> list[dict[str, Any]]:
+def diffusion_rows(frames: np.ndarray, fps: float, answers: list, weights: Path, options: dict[str, Any]
+                   ) -> list[dict[str, Any]]:
     """exp-animate's diffusion branch on CUDA with the weights in ``weights`` (any ``save_pretrained`` folder: a
     random tiny model checks the path, not the pictures), in bfloat16 and in float32: seconds, and how far apart."""
     rows, outputs = [], {}
     for dtype in ("bfloat16", "float32"):
         detector = Replay(answers)
-        cfg = config("cuda", generator="diffusion", generator_weights=str(weights), dtype=dtype)
+        cfg = config("cuda", generator="diffusion", generator_weights=str(weights), dtype=dtype, **options)
         start = time.perf_counter()
         result = Animator(cfg, detector=detector).animate(data.astronaut(), frames, fps)
         outputs[dtype] = result.frames.float()
@@ -154,9 +160,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="with --replay: where the comparison goes")
     ap.add_argument("--diffusion-weights", type=Path, help="with --replay on CUDA: also run the diffusion branch")
     ap.add_argument("--diffusion-frames", type=int, default=21, help="driving frames of the diffusion runs")
+    ap.add_argument("--options", default="{}", help='with --record: AnimateConfig changes, e.g. {"mode": "self"}')
     args = ap.parse_args()
     if args.record:
-        record(args.record)
+        record(args.record, json.loads(args.options))
     if args.replay:
         replay(args.replay, args.json or Path("gpu_animate.json"), args.diffusion_weights, args.diffusion_frames)
 
