@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from exphead.camera import Camera
 from exphead.geometry import similarity_transform, vertex_normals
 from exphead.render import interpolate, normal_to_image, render_normal_depth
 
@@ -58,7 +59,7 @@ def _to_grid(points: Tensor, h: int, w: int) -> Tensor:
     return torch.stack([points[..., 0] / w * 2 - 1, points[..., 1] / h * 2 - 1], -1)
 
 
-def reference_view(vertices: Tensor, faces: Tensor, camera) -> Tensor:
+def reference_view(vertices: Tensor, faces: Tensor, camera: Camera) -> Tensor:
     """``N x 3`` vertices (world frame of ``camera``) -> ``N``: the cosine between each vertex normal and its line of
     sight (1: seen squarely, 0: edge-on, < 0: facing away)."""
     points = camera.world_to_camera(vertices[None])
@@ -66,7 +67,7 @@ def reference_view(vertices: Tensor, faces: Tensor, camera) -> Tensor:
     return (normals * (-points / points.norm(dim=-1, keepdim=True).clamp_min(1e-9))).sum(dim=-1)[0]
 
 
-def chin_underside(vertices: Tensor, faces: Tensor, camera, landmarks: Tensor) -> Tensor:
+def chin_underside(vertices: Tensor, faces: Tensor, camera: Camera, landmarks: Tensor) -> Tensor:
     """How far the warp may not trust each reference vertex's own flow (``N``, in [0, 1]): the chin's underside,
     which the reference shows edge-on in a few pixels that a turning head would stretch into a seam.
 
