@@ -68,7 +68,8 @@ def config(device: str, **changes: Any) -> AnimateConfig:
     return replace(AnimateConfig(show_progress=False), device=device, **changes)
 
 
-def record(folder: Path, options: dict[str, Any]) -> None:
+def record(folder: Path, options: dict[str, Any]) -> torch.Tensor:
+    """Prepare ``folder`` (module docstring); returns the recorded job's frames ``F x 3 x S x S``."""
     from expgen.examples import real_driving_video
     from exphead.media import read_frames
     from exphead.tracking import DlibFaceDetector
@@ -78,12 +79,13 @@ def record(folder: Path, options: dict[str, Any]) -> None:
     np.savez_compressed(folder / "driving.npz", frames=frames, fps=fps)
     (folder / "options.json").write_text(json.dumps(options))
     recorder = Recorder(DlibFaceDetector())
-    Animator(config("cpu", **options), detector=recorder).animate(data.astronaut(), frames, fps)
+    result = Animator(config("cpu", **options), detector=recorder).animate(data.astronaut(), frames, fps)
     found = np.array([a is not None for a in recorder.answers])
     stacked = np.stack([a if a is not None else np.full((68, 2), np.nan, np.float32) for a in recorder.answers])
     np.savez_compressed(folder / "detections.npz", landmarks=stacked, found=found)
     print(f"{len(frames)} driving frames, {len(recorder.answers)} detector answers ({(~found).sum()} without a "
           f"face) in {folder}")
+    return result.frames
 
 
 def replay(folder: Path, out: Path, weights: Path | None = None, diffusion_frames: int = 21) -> None:
