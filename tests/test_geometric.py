@@ -165,8 +165,12 @@ def test_the_chin_s_underside_takes_the_smooth_flow_and_no_longer_stretches(head
         driven = transfer(plan.head, params, None)
         grids = []
         grid = geometric.GeometricGenerator._grid
-        monkeypatch.setattr(geometric.GeometricGenerator, "_grid", lambda *a, **k: grids.append(grid(*a, **k))
-                            or grids[-1])
+
+        def record(*args, **kwargs):
+            grids.append(grid(*args, **kwargs))
+            return grids[-1]
+
+        monkeypatch.setattr(geometric.GeometricGenerator, "_grid", record)
         spread = {}
         for name, region in (("own flow", lambda *a: torch.zeros(len(vertices))), ("smooth", geometric.chin_underside)):
             monkeypatch.setattr(geometric, "chin_underside", region)

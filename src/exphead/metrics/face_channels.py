@@ -52,6 +52,7 @@ import torch
 from torch import Tensor
 
 from exphead.metrics.mediapipe_motion import EYE_CENTRES, head_frame
+from exphead.rotations import matrix_to_euler
 from exphead.tracking.gaze import eye_axes, eye_yaw
 
 INNER_LIPS = ((82, 87), (13, 14), (312, 317))  # (upper inner lip, lower inner lip)
@@ -150,11 +151,12 @@ def ibug_channels(landmarks: Tensor) -> dict[str, Tensor]:
 def head_angles(rotation: Tensor) -> dict[str, Tensor]:
     """``roll``, ``yaw`` and ``pitch`` (degrees, module docstring) of head frames ``... x 3 x 3`` whose columns are
     the head's x (subject's right to left), y (up) and z (out of the face) axes in a camera frame with y up and z
-    to the camera."""
-    x, z = rotation[..., 0], rotation[..., 2]
+    to the camera. Yaw and pitch are :func:`exphead.rotations.matrix_to_euler`'s (pitch with the sign of the face
+    looking up); roll is the eye line's tilt in the image, not the Euler roll."""
     degrees = 180 / math.pi
-    return {"roll": torch.atan2(x[..., 1], x[..., 0]) * degrees, "yaw": torch.atan2(z[..., 0], z[..., 2]) * degrees,
-            "pitch": torch.atan2(z[..., 1], torch.hypot(z[..., 0], z[..., 2])) * degrees}
+    x = rotation[..., 0]
+    yaw, pitch, _ = (matrix_to_euler(rotation) * degrees).unbind(-1)  # the face normal's azimuth and -elevation
+    return {"roll": torch.atan2(x[..., 1], x[..., 0]) * degrees, "yaw": yaw, "pitch": -pitch}
 
 
 def ibug_head_frame(landmarks: Tensor) -> Tensor:
